@@ -1,0 +1,232 @@
+"""Configuration: a TOML file validated by pydantic, with embedded defaults for every key.
+
+``fmfb run`` with no ``--config`` runs on the defaults alone: a local state directory, the broker
+on localhost, mock pins where there is no GPIO, no cloud sinks. An unknown key or a wrong type is
+a :class:`~gateway.errors.ConfigError` that names the key (``policy.min_gap_s: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+from gateway.events import Bowl, ClickType, canonical_bowls
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+
+
+class TlsConfig(_Section):
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class BrokerConfig(_Section):
+    """The local Mosquitto the feeder and MQTT buttons talk to."""
+
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: Annotated[int, Field(strict=True, ge=5, le=3600)] = 30
+    client_id: str | None = None  # default: "fmfb-<gateway_id>-<role>"
+    # Reconnect back-off (exponential with jitter, capped).
+    reconnect_min_s: Annotated[float, Field(strict=True, gt=0)] = 0.2
+    reconnect_max_s: Annotated[float, Field(strict=True, gt=0)] = 30.0
+
+
+class TopicsConfig(_Section):
+    action: str = "cat-feeder/action"
+    dispensed: str = "cat-feeder/dispensed"
+    states: str = "cat-feeder/states"
+    availability: str = "cat-feeder/availability"
+
+
+class FeedingConfig(_Section):
+    portion_ms: Annotated[int, Field(strict=True, gt=0, le=120_000)] = 10_000
+    # How long a request stays valid: the broker drops it after this (MQTT 5 message expiry),
+    # and a request still waiting in the journal after it is rejected as expired.
+    expiry_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 300
+    # How long the feeder has to acknowledge before the request is journaled FeedUnconfirmed.
+    ack_timeout_s: Annotated[int, Field(strict=True, gt=0, le=3600)] = 60
+    clicks: dict[ClickType, list[Bowl]] = Field(
+        default_factory=lambda: {
+            ClickType.SINGLE: [Bowl.LEFT],
+            ClickType.DOUBLE: [Bowl.RIGHT],
+            ClickType.LONG: [Bowl.LEFT, Bowl.RIGHT],
+        }
+    )
+
+    @field_validator("clicks")
+    @classmethod
+    def _all_clicks(cls, v: dict[ClickType, list[Bowl]]) -> dict[ClickType, list[Bowl]]:
+        missing = [c.value for c in ClickType if c not in v]
+        if missing:
+            raise ValueError(f"every click type needs bowls; missing {', '.join(missing)}")
+        for click, bowls in v.items():
+            if not bowls or len(set(bowls)) != len(bowls):
+                raise ValueError(f"{click.value}: a non-empty list of distinct bowls")
+        return v
+
+    def bowls_for(self, click: ClickType) -> tuple[Bowl, ...]:
+        return canonical_bowls(self.clicks[click])
+
+    def click_bowls(self) -> dict[ClickType, tuple[Bowl, ...]]:
+        return {c: self.bowls_for(c) for c in ClickType}
+
+
+class PolicyConfig(_Section):
+    """Safety limits the gateway enforces before anything is journaled as requested."""
+
+    cap_per_bowl: Annotated[int, Field(strict=True, gt=0, le=1000)] = 10
+    cap_period_s: Annotated[int, Field(strict=True, gt=0, le=7 * 86_400)] = 86_400
+    min_gap_s: Annotated[int, Field(strict=True, ge=0, le=86_400)] = 60
+
+
+class ClassifierConfig(_Section):
+    double_click_ms: Annotated[int, Field(strict=True, gt=0, le=5_000)] = 400
+    hold_ms: Annotated[int, Field(strict=True, gt=0, le=30_000)] = 1_500
+
+
+class GpioButtonConfig(_Section):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    pin: str | int  # BCM number or a gpiozero pin name ("GPIO17", "BOARD11")
+    pull_up: StrictBool = True
+    bounce_ms: Annotated[int, Field(strict=True, ge=0, le=1_000)] = 30
+
+
+class MqttButtonConfig(_Section):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    topic: Annotated[str, Field(min_length=1)]
+
+    @field_validator("topic")
+    @classmethod
+    def _no_wildcards(cls, v: str) -> str:
+        if "#" in v or "+" in v:
+            raise ValueError("a button topic names one button: no MQTT wildcards")
+        return v
+
+
+class ButtonsConfig(_Section):
+    gpio: list[GpioButtonConfig] = Field(default_factory=list)
+    mqtt: list[MqttButtonConfig] = Field(
+        default_factory=lambda: [MqttButtonConfig(name="mqtt-button", topic="fmfb/button")]
+    )
+    # "auto": real pins on a Pi, gpiozero's MockFactory elsewhere; "mock": always mock.
+    pin_factory: str = "auto"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [b.name for b in self.gpio] + [b.name for b in self.mqtt]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"button names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class SinksConfig(_Section):
+    # The feeder sink starts at the journal's tail the first time it runs: old requests are
+    # history, not commands.
+    feeder: StrictBool = True
+
+
+def default_state_dir() -> Path:
+    """systemd's StateDirectory when run as a service, else the XDG state home."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "fmfb"
+
+
+class Config(_Section):
+    gateway_id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        default_factory=socket.gethostname
+    )
+    state_dir: Path = Field(default_factory=default_state_dir)
+    journal_path: Path | None = None  # default: <state_dir>/journal.db
+    control_socket: Path | None = None  # default: <state_dir>/control.sock
+    log_level: str = "INFO"
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    feeding: FeedingConfig = Field(default_factory=FeedingConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v.upper()
+
+    @property
+    def journal_file(self) -> Path:
+        return self.journal_path or self.state_dir / "journal.db"
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_socket or self.state_dir / "control.sock"
+
+
+def _describe(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see systemd/config.example.toml)"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_describe(e)}") from e
+
+
+def load_config(path: Path | None) -> Config:
+    """The config at ``path``, or the embedded defaults when ``path`` is None."""
+    if path is None:
+        return parse_config({}, source="defaults")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return parse_config(data, source=str(path))

@@ -1,0 +1,168 @@
+"""The control socket: how ``fmfb feed``, ``fmfb press`` and ``fmfb status`` reach the daemon.
+
+A Unix stream socket in the state directory (mode 0660: the service user and its group). One
+JSON object per line in, one JSON object per line out::
+
+    {"op": "feed", "bowls": ["left"], "portion_ms": 5000}   -> {"ok": true, "event": {...}}
+    {"op": "press", "button": "kitchen", "click": "SINGLE"} -> {"ok": true, "event": {...}}
+    {"op": "status"}                                        -> {"ok": true, "status": {...}}
+    anything malformed                                      -> {"ok": false, "error": "..."}
+
+The answer to a feed or press comes once its event is durable (or held, if the disk refused
+it), so the CLI reports what the ledger says, including a rejection and its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.counters import InputCounters
+from gateway.errors import ControlError, PayloadError
+from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
+from gateway.intake import FeedCommand, Intake
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 4096
+
+
+class ControlServer:
+    def __init__(
+        self,
+        path: Path,
+        intake: Intake,
+        buttons: set[str],
+        status: Callable[[], Mapping[str, Any]],
+        counters: InputCounters,
+    ) -> None:
+        self.path = path
+        self.intake = intake
+        self.buttons = buttons
+        self.status = status
+        self.counters = counters
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_socket():
+            # A socket left by a daemon that was killed. If another daemon still answers on
+            # it, refuse to start rather than steal it.
+            if _answers(self.path):
+                raise ControlError(f"another gateway is already running on {self.path}")
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+        )
+        self.path.chmod(0o660)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), timeout=10)
+                answer = await self._handle(line)
+            except (ValueError, asyncio.LimitOverrunError) as e:
+                answer = {"ok": False, "error": f"request too long or unreadable: {e}"}
+            except TimeoutError:
+                answer = {"ok": False, "error": "no request within 10 s"}
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, OSError) as e:
+            log.debug("control client went away: %s", e)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            return await self._dispatch(json.loads(line))
+        except json.JSONDecodeError as e:
+            error = PayloadError("", f"not JSON: {e.msg}")
+            self.counters.bad_input("control", error, line)
+            return {"ok": False, "error": str(error)}
+        except PayloadError as e:
+            self.counters.bad_input("control", e, line)
+            return {"ok": False, "error": str(e)}
+
+    async def _dispatch(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            raise PayloadError("", "expected a JSON object")
+        op = require(request, "op", str)
+        if op == "status":
+            return {"ok": True, "status": dict(self.status())}
+        if op == "feed":
+            command = FeedCommand(
+                bowls=parse_bowls(require(request, "bowls", list)),
+                origin=Origin.CLI,
+                portion_ms=_portion(request),
+            )
+            event = await self.intake.request_feed(command)
+            return {"ok": True, "event": event.to_dict(), "held": event.held}
+        if op == "press":
+            button = require(request, "button", str)
+            if button not in self.buttons:
+                known = ", ".join(sorted(self.buttons)) or "none configured"
+                raise PayloadError("button", f"no button {button!r} (known: {known})")
+            click = parse_enum(ClickType, "click", require(request, "click", str).upper())
+            event = await self.intake.click_nowait(button, click)
+            return {"ok": True, "event": event.to_dict(), "held": event.held}
+        raise PayloadError("op", f"unknown operation {op!r} (feed, press, status)")
+
+
+def _portion(request: Mapping[str, Any]) -> int | None:
+    portion: int | None = optional(request, "portion_ms", int)
+    if portion is not None and not 0 < portion <= 120_000:
+        raise PayloadError("portion_ms", "must be between 1 and 120000")
+    return portion
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
+def call(path: Path, request: Mapping[str, Any], timeout_s: float = 15.0) -> dict[str, Any]:
+    """Send one request to the daemon and return its answer (the CLI side; blocking)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        try:
+            s.connect(str(path))
+        except FileNotFoundError:
+            raise ControlError(
+                f"no gateway is running (no control socket at {path}); start it with `fmfb run`"
+            ) from None
+        except OSError as e:
+            raise ControlError(f"cannot reach the gateway at {path}: {e.strerror or e}") from e
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except TimeoutError:
+            raise ControlError(f"the gateway did not answer within {timeout_s:g} s") from None
+    if not data:
+        raise ControlError("the gateway closed the connection without answering")
+    answer: dict[str, Any] = json.loads(data)
+    return answer

@@ -1,0 +1,288 @@
+"""The daemon: builds the parts from config and runs one named task per concern.
+
+Start-up order matters and is the whole of this module's logic:
+
+1. open the journal (O(1): schema and chain tail), setting a damaged one aside if need be;
+2. register the sinks' cursors, then fold the recent window into the working state;
+3. journal ``GatewayStarted``; start the sinks and inputs; tell systemd READY;
+4. on SIGTERM/SIGINT: stop taking input, journal ``GatewayStopped``, let the writer commit
+   everything queued (cursors included), and exit 0.
+
+The parts hold the behaviour; this file only wires them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.chain import GENESIS_HASH
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config
+from gateway.control import ControlServer
+from gateway.counters import InputCounters
+from gateway.errors import JournalCorruptError
+from gateway.events import GatewayStarted, GatewayStopped, Origin
+from gateway.inputs.gpio_buttons import GpioButtons
+from gateway.inputs.mqtt_buttons import MqttButtons
+from gateway.intake import Intake, fold_recent_state
+from gateway.journal import Journal
+from gateway.notify import Notifier
+from gateway.policy import Limits
+from gateway.sinks.base import Sink
+from gateway.sinks.local_feeder import LocalFeederSink
+
+log = logging.getLogger("gateway.daemon")
+
+STATUS_EVERY_S = 5.0
+
+
+def open_journal(path: Path) -> Journal:
+    """Open the journal; a damaged one is set aside untouched and a new one links to it."""
+    try:
+        return Journal.open(path)
+    except JournalCorruptError as e:
+        last_hash = _last_hash_of_damaged(path)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{path}{suffix}")
+            if part.exists():
+                part.rename(Path(f"{aside}{suffix}"))
+        log.critical(
+            "journal %s could not be opened (%s): set aside as %s, untouched; a new journal "
+            "starts from its last known hash %s",
+            path,
+            e,
+            aside.name,
+            last_hash[:12],
+        )
+        return Journal.open(path, genesis_hash=last_hash, predecessor=aside.name)
+
+
+def _last_hash_of_damaged(path: Path) -> str:
+    import sqlite3  # noqa: PLC0415 - only on this rare path
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return GENESIS_HASH
+    return str(row[0]) if row else GENESIS_HASH
+
+
+class Daemon:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.counters = InputCounters()
+        self.notifier = Notifier()
+        self.stopping = asyncio.Event()
+        self.journal: Journal | None = None
+        self.intake: Intake | None = None
+        self.sinks: list[Sink] = []
+        self.mqtt_buttons: MqttButtons | None = None
+        self.gpio: GpioButtons | None = None
+        self.control: ControlServer | None = None
+        self.ready = asyncio.Event()
+
+    # --- wiring ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self.config
+        journal = open_journal(cfg.journal_file)
+        journal.start()
+        self.journal = journal
+        policy = cfg.policy
+        limits = Limits(
+            cap_per_bowl=policy.cap_per_bowl,
+            cap_period_ms=policy.cap_period_s * 1000,
+            min_gap_ms=policy.min_gap_s * 1000,
+        )
+        window_ms = max(limits.cap_period_ms, cfg.feeding.expiry_s * 1000) + 60_000
+        state = fold_recent_state(journal, window_ms, self.clock.now_ms())
+        self.intake = Intake(journal, state, limits, cfg.feeding, self.clock)
+        if cfg.sinks.feeder:
+            self.sinks.append(LocalFeederSink(cfg, journal, self.intake, self.clock, self.counters))
+        if cfg.buttons.mqtt:
+            self.mqtt_buttons = MqttButtons(
+                cfg.buttons.mqtt,
+                cfg.broker,
+                f"fmfb-{cfg.gateway_id}-buttons",
+                self.intake,
+                self.counters,
+            )
+        self.gpio = GpioButtons(
+            cfg.buttons.gpio, cfg.classifier, self.intake, cfg.buttons.pin_factory
+        )
+        names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
+        self.control = ControlServer(
+            cfg.control_path, self.intake, names, self.status, self.counters
+        )
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        self._build()
+        assert self.journal is not None
+        assert self.intake is not None
+        assert self.control is not None
+        assert self.gpio is not None
+        synced = self.clock.synced()
+        started = await self.intake.record(
+            GatewayStarted(__version__, synced, self.config.gateway_id), Origin.GATEWAY
+        )
+        log.info(
+            "gateway %s started (journal %s, seq %d, clock %s)",
+            __version__,
+            self.journal.path,
+            started.seq,
+            "synchronised" if synced else "NOT synchronised",
+        )
+        await self.control.start()
+        self.gpio.start()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                spawned = [
+                    self._spawn(tasks, sink.run(), f"sink:{sink.name}") for sink in self.sinks
+                ]
+                if self.mqtt_buttons is not None:
+                    spawned.append(
+                        self._spawn(tasks, self.mqtt_buttons.run(), "input:mqtt-buttons")
+                    )
+                spawned.append(self._spawn(tasks, self._status_loop(), "status"))
+                watchdog = self.notifier.watchdog_interval_s()
+                if watchdog is not None:
+                    spawned.append(self._spawn(tasks, self._watchdog_loop(watchdog), "watchdog"))
+                self.notifier.ready(self.status_line())
+                self.ready.set()
+                await self.stopping.wait()
+                for task in spawned:
+                    task.cancel()
+        finally:
+            await self._shutdown()
+        return 0
+
+    def _spawn(
+        self, tasks: asyncio.TaskGroup, coro: Coroutine[Any, Any, None], name: str
+    ) -> asyncio.Task[None]:
+        return tasks.create_task(coro, name=name)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.stopping.is_set():
+            log.info("%s: stopping", sig.name)
+            self.notifier.stopping()
+        self.stopping.set()
+
+    async def _shutdown(self) -> None:
+        if self.gpio is not None:
+            self.gpio.close()
+        if self.control is not None:
+            await self.control.close()
+        if self.intake is not None and self.journal is not None:
+            stopped = self.intake.record_nowait(
+                GatewayStopped(__version__, self.clock.synced(), "signal"), Origin.GATEWAY
+            )
+            await self.journal.aclose()  # commits everything queued, cursors included
+            if stopped.done() and not stopped.result().held:
+                log.info("gateway stopped cleanly at seq %d", stopped.result().seq)
+
+    async def _status_loop(self) -> None:
+        last = ""
+        while True:
+            line = self.status_line()
+            if line != last:
+                self.notifier.status(line)
+                last = line
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    async def _watchdog_loop(self, interval_s: float) -> None:
+        # Pinged from the loop itself: a loop stuck in a blocking call stops the pings.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
+    # --- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        journal = self.journal
+        state = self.intake.state if self.intake else None
+        return {
+            "version": __version__,
+            "gateway_id": self.config.gateway_id,
+            "pid": os.getpid(),
+            "journal": {
+                "path": str(journal.path) if journal else None,
+                "seq": journal.visible_seq if journal else 0,
+                "durable_seq": journal.durable_seq if journal else 0,
+                "disk_failing": journal.health.failing if journal else False,
+                "held": journal.health.held if journal else 0,
+                "last_error": journal.health.last_error if journal else None,
+            },
+            "sinks": [
+                {
+                    "name": s.status().name,
+                    "connected": s.status().connected,
+                    "cursor": s.status().cursor,
+                    "backlog": s.status().backlog,
+                    "last_error": s.status().last_error,
+                }
+                for s in self.sinks
+            ],
+            "feeder": {
+                "online": state.feeder_online if state else None,
+                "food_level": state.food_level if state else None,
+            },
+            "bad_inputs": dict(self.counters.counts),
+        }
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS: what a person checking `systemctl status` needs."""
+        journal = self.journal
+        parts: list[str] = []
+        if journal is not None:
+            if journal.health.failing:
+                parts.append(f"JOURNAL FAILING ({journal.health.held} held in memory)")
+            parts.append(f"seq {journal.visible_seq}")
+        for sink in self.sinks:
+            st = sink.status()
+            link = "online" if st.connected else "OFFLINE"
+            parts.append(f"{st.name} {link} backlog {st.backlog}")
+        state = self.intake.state if self.intake else None
+        if state is not None and state.feeder_online is not None:
+            level = "" if state.food_level is None else f" food {state.food_level}%"
+            parts.append(f"feeder {'online' if state.feeder_online else 'offline'}{level}")
+        bad = self.counters.total_bad
+        if bad:
+            parts.append(f"{bad} bad inputs")
+        return " · ".join(parts)
+
+
+def configure_logging(level: str) -> None:
+    # stderr, no timestamps: journald adds its own, and a line per event is enough.
+    logging.basicConfig(
+        level=level,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def run_daemon(config: Config) -> int:
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    daemon = Daemon(config)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await daemon.run()
+    return 0

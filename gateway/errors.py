@@ -1,0 +1,73 @@
+"""Every error the gateway raises on purpose, rooted at :class:`GatewayError`.
+
+    GatewayError
+    ├── ConfigError (ValueError)          bad configuration; names the key
+    ├── PayloadError (ValueError)         bad input from outside; names the field
+    ├── JournalError
+    │   ├── NotAJournalError              the file is not a gateway journal; left untouched
+    │   ├── JournalVersionError           written by a newer gateway; left untouched
+    │   ├── JournalCorruptError           the tail of the chain does not check out
+    │   └── JournalWriteError (OSError)   an append could not be made durable (disk full, I/O)
+    ├── ChainError                        `verify` found a bad row; names its seq
+    └── ControlError                      the CLI could not talk to the running daemon
+
+Errors from sqlite3, paho/aiomqtt and pydantic are translated at the boundary with
+``raise ... from e`` so that a person sees what they need (the key, the seq, the topic), and the
+original stays on ``__cause__`` for a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError, ValueError):
+    """The configuration is invalid: the message names the key and what was wrong."""
+
+
+class PayloadError(GatewayError, ValueError):
+    """Input from outside (MQTT, the control socket) could not be understood.
+
+    ``field`` names the offending field ("" when the whole payload is bad) so that the counter
+    and the log line say exactly what a misbehaving device sent.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class JournalError(GatewayError):
+    """Something about the journal file itself."""
+
+
+class NotAJournalError(JournalError):
+    """The file exists but is not a gateway journal; it is never modified."""
+
+
+class JournalVersionError(JournalError):
+    """The journal was written by a newer gateway than this one; it is never modified."""
+
+
+class JournalCorruptError(JournalError):
+    """The journal opened but its tail does not check out (a torn or edited last row)."""
+
+
+class JournalWriteError(JournalError, OSError):
+    """An append could not be made durable (disk full, I/O error, read-only file)."""
+
+
+class ChainError(GatewayError):
+    """``fmfb journal verify`` found a row that breaks the chain or the sequence."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        self.seq = seq
+        self.reason = reason
+        super().__init__(f"seq {seq}: {reason}")
+
+
+class ControlError(GatewayError):
+    """The CLI could not reach the running daemon, or the daemon refused the request."""

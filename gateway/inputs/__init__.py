@@ -1,0 +1,1 @@
+"""Inputs turn the outside world (GPIO pins, MQTT buttons) into feed commands."""

@@ -1,0 +1,61 @@
+"""MQTT buttons: a topic per button; zigbee2mqtt-style ``{"action": ...}`` or a bare click.
+
+The session is clean (not persistent) on purpose: a press made while the gateway was away was
+never accepted, and feeding it hours later, when the broker hands over a queued message, would
+surprise everyone. Presses that reach a running gateway are journaled at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiomqtt
+
+from gateway.config import BrokerConfig, MqttButtonConfig
+from gateway.counters import InputCounters
+from gateway.errors import PayloadError
+from gateway.intake import Intake
+from gateway.mqtt_link import MqttLink
+from gateway.sinks.local_feeder import message_bytes
+from gateway.wire import decode_button
+
+log = logging.getLogger(__name__)
+
+
+class MqttButtons:
+    name = "mqtt-buttons"
+
+    def __init__(
+        self,
+        buttons: list[MqttButtonConfig],
+        broker: BrokerConfig,
+        client_id: str,
+        intake: Intake,
+        counters: InputCounters,
+    ) -> None:
+        self.by_topic = {b.topic: b.name for b in buttons}
+        self.intake = intake
+        self.counters = counters
+        self.link = MqttLink(broker, client_id, persistent_session=False)
+        self.clicks = 0
+
+    async def run(self) -> None:
+        await self.link.run(self._session)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe([(topic, 1) for topic in self.by_topic])
+        async for message in client.messages:
+            topic = str(message.topic)
+            button = self.by_topic.get(topic)
+            if button is None:
+                continue
+            payload = message_bytes(message)
+            try:
+                click = decode_button(payload)
+            except PayloadError as e:
+                self.counters.bad_input(f"button:{button}", e, payload)
+                continue
+            if click is None:
+                continue  # a known message that is not a press (z2m "release", battery reports)
+            self.clicks += 1
+            self.intake.click_nowait(button, click)

@@ -1,0 +1,97 @@
+"""A reconnecting session with the local broker, shared by everything that speaks MQTT.
+
+``MqttLink.run(session)`` connects, runs ``session(client)`` until the link drops, waits a
+jittered back-off and connects again, forever. A session holds no state that must survive a
+reconnect: what matters lives in the journal (cursors), so a dropped link only ever means
+"send again from the cursor".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.backoff import Backoff
+from gateway.config import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+Session = Callable[[aiomqtt.Client], Awaitable[None]]
+
+# How long the broker keeps a persistent session (subscriptions and queued QoS 1 messages)
+# while we are away: long enough to ride out a daemon restart or an upgrade.
+SESSION_EXPIRY_S = 86_400
+
+
+def mqtt_properties(packet_type: int) -> Properties:
+    """MQTT 5 properties for one packet type (paho's constructor is untyped)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
+
+
+class MqttLink:
+    def __init__(
+        self, broker: BrokerConfig, client_id: str, *, persistent_session: bool = True
+    ) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self.persistent_session = persistent_session
+        self.connected = False
+        self.last_error: str | None = None
+        self.connects = 0
+        self._backoff = Backoff(broker.reconnect_min_s, broker.reconnect_max_s)
+
+    def _client(self) -> aiomqtt.Client:
+        props = mqtt_properties(PacketTypes.CONNECT)
+        if self.persistent_session:
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        tls_params = None
+        if self.broker.tls is not None:
+            tls = self.broker.tls
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=str(tls.ca_file),
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self.broker.username,
+            password=self.broker.password,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            # A persistent session: the broker queues the feeder's QoS 1 reports while the
+            # gateway restarts, and they arrive when it is back.
+            clean_start=not self.persistent_session,
+            properties=props,
+            keepalive=self.broker.keepalive_s,
+            tls_params=tls_params,
+            timeout=10,
+        )
+
+    async def run(self, session: Session) -> None:
+        """Connect and run ``session`` forever, reconnecting with back-off. Never returns."""
+        while True:
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    self.connects += 1
+                    self.last_error = None
+                    self._backoff.reset()
+                    log.info(
+                        "%s connected to %s:%d", self.client_id, self.broker.host, self.broker.port
+                    )
+                    await session(client)
+            except aiomqtt.MqttError as e:
+                if self.connected or self.last_error != str(e):
+                    log.warning("%s: broker link lost: %s", self.client_id, e)
+                self.last_error = str(e)
+            finally:
+                self.connected = False
+            await asyncio.sleep(self._backoff.next_delay())

@@ -1,0 +1,47 @@
+"""Shared fixtures: a real Mosquitto broker per test or per session.
+
+Helpers live next to this file and are imported by module name (``tests/`` is on sys.path
+under pytest's default rootdir-relative import mode, as it has no ``__init__.py``):
+``from mosquitto import Mosquitto, Tls`` and ``from waiting import wait_for``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+# Nothing in the tests may leave loopback: boto3's credential chain would otherwise ask the
+# EC2 instance-metadata address. Set before any test module imports boto3.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+import pytest
+from hypothesis import settings
+from mosquitto import Mosquitto
+
+# No per-example deadline: brokers, SQLite fsyncs and a loaded CI machine make timings noisy.
+# Speed is measured by bench/, not by tests. HYPOTHESIS_PROFILE=fmfb-thorough for more examples.
+settings.register_profile("fmfb", deadline=None, max_examples=100)
+settings.register_profile("fmfb-thorough", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fmfb"))
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    """A private, non-persistent mosquitto for one test (free to stop, kill and restart)."""
+    mosquitto = Mosquitto()
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.close()
+
+
+@pytest.fixture(scope="session")
+def broker_session() -> Iterator[Mosquitto]:
+    """A private mosquitto shared by the whole session: do not stop, kill or restart it."""
+    mosquitto = Mosquitto()
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.close()
