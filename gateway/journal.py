@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -147,6 +149,28 @@ def inspect_file(path: Path) -> int:
             f"({SCHEMA_VERSION}); upgrade the gateway. The file was not modified"
         )
     return int(version)
+
+
+def _lock_writer(path: Path) -> int:
+    """Take the one-appender lock (``<journal>.lock``), or say who holds it.
+
+    Two appenders would each believe they own the chain's tail; the schema's gapless trigger
+    would stop the second one's commits, but only after it had answered feeds. Refusing to
+    open is the clear failure.
+    """
+    lock_path = Path(f"{path}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise JournalError(
+            f"{path} is already open for writing by pid {holder}: one gateway per journal"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 class JournalReader:
@@ -418,6 +442,7 @@ class Journal(JournalReader):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self.health = WriterHealth()
+        self._lock_fd: int | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -437,6 +462,7 @@ class Journal(JournalReader):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         version = inspect_file(path)  # raises, touching nothing, if not ours or too new
+        lock = _lock_writer(path)
         try:
             writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             writer.execute("PRAGMA journal_mode = WAL")
@@ -452,9 +478,16 @@ class Journal(JournalReader):
             reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA busy_timeout = 5000")
         except sqlite3.DatabaseError as e:
+            os.close(lock)
             raise JournalCorruptError(f"{path}: cannot be opened as a journal: {e}") from e
         journal = cls(path, reader, writer)
-        journal._check_tail()
+        journal._lock_fd = lock
+        try:
+            journal._check_tail()
+        except JournalError:
+            journal._writer_conn.close()
+            journal.close()
+            raise
         return journal
 
     @staticmethod
@@ -515,6 +548,12 @@ class Journal(JournalReader):
             self._thread = None
         self._writer_conn.close()
         self.close()
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the writer lock
+            self._lock_fd = None
 
     def append_nowait(self, new: NewEvent) -> asyncio.Future[Event]:
         """Queue ``new``; it gets the next seq now. The future resolves once it is durable
