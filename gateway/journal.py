@@ -618,6 +618,13 @@ class Journal(JournalReader):
             assert self._changed is not None
             await self._changed.wait()
 
+    async def wait_durable(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is committed (held ones included, once the
+        disk takes them again)."""
+        while self.durable_seq < seq:
+            assert self._changed is not None
+            await self._changed.wait()
+
     def _notify(self) -> None:
         assert self._changed is not None
         self._changed.set()
