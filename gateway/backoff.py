@@ -11,8 +11,9 @@ import random
 
 class Backoff:
     def __init__(self, first_s: float, max_s: float, *, rng: random.Random | None = None) -> None:
-        if first_s <= 0 or max_s < first_s:
-            raise ValueError("back-off needs 0 < first_s <= max_s")
+        # Written so that NaN fails too; an infinite max would mean "never retry again".
+        if not 0 < first_s <= max_s < float("inf"):
+            raise ValueError("back-off needs 0 < first_s <= max_s, both finite")
         self.first_s = first_s
         self.max_s = max_s
         self._attempt = 0

@@ -58,9 +58,16 @@ class BrokerConfig(_Section):
     tls: TlsConfig | None = None
     keepalive_s: Annotated[int, Field(strict=True, ge=5, le=3600)] = 30
     client_id: str | None = None  # default: "fmfb-<gateway_id>-<role>"
-    # Reconnect back-off (exponential with jitter, capped).
-    reconnect_min_s: Annotated[float, Field(strict=True, gt=0)] = 0.2
-    reconnect_max_s: Annotated[float, Field(strict=True, gt=0)] = 30.0
+    # Reconnect back-off (exponential with jitter, capped). Finite: TOML can spell inf and nan.
+    reconnect_min_s: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = 0.2
+    reconnect_max_s: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] = 30.0
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> Self:
+        # Checked here so it names the keys, not later as the back-off's ValueError.
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
 
 
 class TopicsConfig(_Section):
@@ -225,6 +232,8 @@ def load_config(path: Path | None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

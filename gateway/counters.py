@@ -21,10 +21,13 @@ class InputCounters:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self._last_warned: dict[str, float] = {}
+        # Keys counted by bad_input; note() names may contain ":" too, and are not bad input.
+        self._bad_keys: set[str] = set()
 
     def bad_input(self, source: str, error: PayloadError, raw: bytes | str = b"") -> None:
         key = f"{source}:{error.field or '-'}"
         self.counts[key] += 1
+        self._bad_keys.add(key)
         now = time.monotonic()
         shown = raw[:80] if isinstance(raw, str) else raw[:80].decode("utf-8", "replace")
         if now - self._last_warned.get(key, -self.WARN_EVERY_S) >= self.WARN_EVERY_S:
@@ -44,4 +47,4 @@ class InputCounters:
 
     @property
     def total_bad(self) -> int:
-        return sum(n for k, n in self.counts.items() if ":" in k)
+        return sum(self.counts[k] for k in self._bad_keys)

@@ -110,7 +110,9 @@ class Daemon:
             cap_period_ms=policy.cap_period_s * 1000,
             min_gap_ms=policy.min_gap_s * 1000,
         )
-        window_ms = max(limits.cap_period_ms, cfg.feeding.expiry_s * 1000) + 60_000
+        # The fold must remember every feed any rule can still look at.
+        window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
+        window_ms += 60_000
         state = fold_recent_state(journal, window_ms, self.clock.now_ms())
         self.intake = Intake(journal, state, limits, cfg.feeding, self.clock)
         if cfg.sinks.feeder:
@@ -194,8 +196,10 @@ class Daemon:
         if self.control is not None:
             await self.control.close()
         if self.intake is not None and self.journal is not None:
+            # "error": a task died and took the daemon down (systemd will restart it).
+            reason = "signal" if self.stopping.is_set() else "error"
             stopped = self.intake.record_nowait(
-                GatewayStopped(__version__, self.clock.synced(), "signal"), Origin.GATEWAY
+                GatewayStopped(__version__, self.clock.synced(), reason), Origin.GATEWAY
             )
             await self.journal.aclose()  # commits everything queued, cursors included
             if stopped.done() and not stopped.result().held:

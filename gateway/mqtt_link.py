@@ -34,6 +34,14 @@ def mqtt_properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
+def _first_error(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
+    """The first MQTT error in a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 class MqttLink:
     def __init__(
         self, broker: BrokerConfig, client_id: str, *, persistent_session: bool = True
@@ -88,7 +96,10 @@ class MqttLink:
                         "%s connected to %s:%d", self.client_id, self.broker.host, self.broker.port
                     )
                     await session(client)
-            except aiomqtt.MqttError as e:
+            # except*: a session that runs its loops in a TaskGroup raises the lost link wrapped
+            # in an ExceptionGroup; a plain except would let it end the daemon.
+            except* aiomqtt.MqttError as group:
+                e = _first_error(group)
                 if self.connected or self.last_error != str(e):
                     log.warning("%s: broker link lost: %s", self.client_id, e)
                 self.last_error = str(e)

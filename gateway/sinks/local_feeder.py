@@ -212,5 +212,8 @@ class LocalFeederSink:
             next_deadline = min(self._deadlines.values(), default=None)
             wait_s = 60.0 if next_deadline is None else max(0.0, (next_deadline - now) / 1000)
             self._deadline_changed.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # lands as the event is set (a publish at shutdown), and this loop never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deadline_changed.wait(), timeout=wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._deadline_changed.wait()
