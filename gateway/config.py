@@ -11,7 +11,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
-from gateway.events import Bowl, ClickType, canonical_bowls
+from gateway.events import Bowl, ClickType, EventType, canonical_bowls
 
 
 class _Section(BaseModel):
@@ -165,6 +165,76 @@ class SinksConfig(_Section):
     feeder: StrictBool = True
 
 
+class AwsConfig(_Section):
+    """How the cloud sinks reach AWS (or a local emulator)."""
+
+    region: str = "us-east-1"
+    # A named profile of the standard boto3 chain; unset: environment, files, the usual order.
+    profile: str | None = None
+
+
+class CredentialsProviderConfig(_Section):
+    """The AWS IoT credentials provider: the gateway's certificate traded for temporary keys
+    through a role alias, so no long-lived AWS keys live on the Pi."""
+
+    endpoint: Annotated[str, Field(min_length=1)]  # <prefix>.credentials.iot.<region>.amazonaws.com
+    role_alias: Annotated[str, Field(min_length=1)]
+    thing_name: Annotated[str, Field(min_length=1)]
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None  # default: the system trust store
+    port: Port = 443
+    # Refresh this long before the temporary credentials expire.
+    refresh_margin_s: Annotated[int, Field(strict=True, ge=10, le=3600)] = 300
+
+
+EventTypeList = list[EventType] | None
+
+
+class EventBridgeConfig(_Section):
+    enabled: StrictBool = True
+    bus: str = "feedmyfurbabies"
+    source: str = "com.feedmyfurbabies"
+    # None: every event type. A list sends only those (the cursor passes over the rest).
+    event_types: EventTypeList = None
+    endpoint_url: str | None = None  # a local emulator (moto) instead of AWS
+    # "beginning": a new sink is hydrated with the whole history; "tail": only what comes next.
+    start: Literal["beginning", "tail"] = "beginning"
+    max_attempts: Annotated[int, Field(strict=True, ge=1, le=20)] = 5  # botocore retries/call
+    timeout_s: Annotated[float, Field(strict=True, gt=0, le=120, allow_inf_nan=False)] = 10.0
+
+
+class IotCoreConfig(_Section):
+    enabled: StrictBool = True
+    endpoint: Annotated[str, Field(min_length=1)]  # <prefix>-ats.iot.<region>.amazonaws.com
+    port: Port = 8883
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None  # default: the system trust store (slow to fail on a private CA)
+    client_id: str | None = None  # default: the gateway id (the IoT thing name)
+    # "{gateway_id}" is replaced by the gateway id.
+    topic: str = "feedmyfurbabies/{gateway_id}/events"
+    command_topic: str = "cat-feeder/action"  # remote feed commands from the cloud
+    event_types: EventTypeList = None
+    start: Literal["beginning", "tail"] = "beginning"
+    # AWS IoT Core allows about 100 publishes per second per connection.
+    publish_rate_per_s: Annotated[float, Field(strict=True, gt=0, le=100, allow_inf_nan=False)] = (
+        50.0
+    )
+    # awsiotsdk's SDK metrics (a username suffix): on for AWS, off for other brokers.
+    metrics: StrictBool = True
+
+
+class CloudConfig(_Section):
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    credentials_provider: CredentialsProviderConfig | None = None
+    eventbridge: EventBridgeConfig | None = None
+    iot_core: IotCoreConfig | None = None
+    # An id-less command that echoes one of our own presses back through the published
+    # rule and Lambda arrives within this long, or it is taken as a real command.
+    echo_window_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 600
+
+
 def default_state_dir() -> Path:
     """systemd's StateDirectory when run as a service, else the XDG state home."""
     if os.environ.get("STATE_DIRECTORY"):
@@ -189,6 +259,7 @@ class Config(_Section):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
 
     @field_validator("log_level")
     @classmethod

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     FEEDER_OFFLINE = "FeederOffline"
     GATEWAY_STARTED = "GatewayStarted"
     GATEWAY_STOPPED = "GatewayStopped"
+    EVENT_DEAD_LETTERED = "EventDeadLettered"
 
     @property
     def detail_type(self) -> str:
@@ -360,6 +361,30 @@ class GatewayStopped:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class EventDeadLettered:
+    """A sink gave up on an event it can never deliver (too large, refused as invalid): the
+    event stays in the ledger, the sink moves past it, and this says so."""
+
+    TYPE: ClassVar[EventType] = EventType.EVENT_DEAD_LETTERED
+    sink: str
+    seq: int
+    event_id: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sink": self.sink, "seq": self.seq, "event_id": self.event_id, "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            sink=require(data, "sink", str),
+            seq=non_negative_int(data, "seq"),
+            event_id=require(data, "event_id", str),
+            error=require(data, "error", str),
+        )
+
+
 Payload = (
     FeedRequested
     | FeedRejected
@@ -370,6 +395,7 @@ Payload = (
     | FeederOffline
     | GatewayStarted
     | GatewayStopped
+    | EventDeadLettered
 )
 
 PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
@@ -384,6 +410,7 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
         FeederOffline,
         GatewayStarted,
         GatewayStopped,
+        EventDeadLettered,
     )
 }
 

@@ -19,18 +19,24 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.config import FeedingConfig
+from gateway.echo import EchoLedger
 from gateway.events import (
     Bowl,
     ClickType,
     Event,
+    EventType,
+    FeedRejected,
     FeedRequested,
     NewEvent,
     Origin,
     Payload,
+    RefusedBy,
+    RejectReason,
 )
 from gateway.journal import Journal, new_event_id
 from gateway.policy import Limits, decide
 from gateway.state import GatewayState
+from gateway.wire import RemoteCommand
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +62,15 @@ class Intake:
         limits: Limits,
         feeding: FeedingConfig,
         clock: Clock,
+        *,
+        echoes: EchoLedger | None = None,
     ) -> None:
         self.journal = journal
         self.state = state
         self.limits = limits
         self.feeding = feeding
         self.clock = clock
+        self.echoes = echoes or EchoLedger(window_ms=600_000)
 
     # --- feed requests ---------------------------------------------------------------------
 
@@ -69,15 +78,7 @@ class Intake:
         """Decide and queue in one step (see the module docstring for why it must not await)."""
         now = self.clock.now_ms()
         event_id = new_event_id()
-        request = FeedRequested(
-            request_id=command.request_id or event_id,
-            bowls=command.bowls,
-            portion_ms=command.portion_ms or self.feeding.portion_ms,
-            expires_at_ms=command.expires_at_ms or now + self.feeding.expiry_s * 1000,
-            origin=command.origin,
-            button=command.button,
-            click_type=command.click_type,
-        )
+        request = self._request(command, event_id, now)
         outcome = decide(request, self.state, self.limits, now)
         if outcome is not request:
             log.info(
@@ -87,6 +88,17 @@ class Intake:
                 command.button or command.origin,
             )
         return self._append(outcome, command.origin, now, event_id)
+
+    def _request(self, command: FeedCommand, event_id: str, now_ms: int) -> FeedRequested:
+        return FeedRequested(
+            request_id=command.request_id or event_id,
+            bowls=command.bowls,
+            portion_ms=command.portion_ms or self.feeding.portion_ms,
+            expires_at_ms=command.expires_at_ms or now_ms + self.feeding.expiry_s * 1000,
+            origin=command.origin,
+            button=command.button,
+            click_type=command.click_type,
+        )
 
     async def request_feed(self, command: FeedCommand) -> Event:
         return await self.request_feed_nowait(command)
@@ -101,6 +113,38 @@ class Intake:
                 click_type=click,
             )
         )
+
+    def remote_command_nowait(self, command: RemoteCommand) -> asyncio.Future[Event]:
+        """A feed command from the cloud: an echo of our own press, or a real request.
+
+        An echo (DESIGN.md, "Cloud") is journaled as rejected with reason ``echo`` and never
+        fed; anything else goes through the same policy as a press, deduplicated by its id.
+        """
+        bowls = command.bowls or self.feeding.bowls_for(command.click)
+        feed = FeedCommand(
+            bowls=bowls,
+            origin=Origin.CLOUD,
+            click_type=command.click,
+            request_id=command.request_id,
+            portion_ms=command.portion_ms,
+            expires_at_ms=command.expires_at_ms,
+        )
+        now = self.clock.now_ms()
+        if (
+            command.request_id is None
+            and command.reported_ms is not None
+            and self.echoes.take(command.click, command.reported_ms // 1000, now)
+        ):
+            event_id = new_event_id()
+            request = self._request(feed, event_id, now)
+            log.info(
+                "cloud command %s at %d s is an echo of our own press",
+                command.click,
+                command.reported_ms // 1000,
+            )
+            rejected = FeedRejected.of(request, RejectReason.ECHO.value, RefusedBy.GATEWAY)
+            return self._append(rejected, Origin.CLOUD, now, event_id)
+        return self.request_feed_nowait(feed)
 
     # --- everything else -------------------------------------------------------------------
 
@@ -130,8 +174,6 @@ class Intake:
 def fold_recent_state(journal: Journal, window_ms: int, now_ms: int) -> GatewayState:
     """Rebuild the working state from the journal's recent window plus the feeder's last
     reports (indexed lookups), so start-up does not read the whole ledger."""
-    from gateway.events import EventType  # noqa: PLC0415 - only needed at start-up
-
     state = GatewayState(window_ms)
     level = journal.last_of_types([EventType.FOOD_LEVEL_CHANGED])
     if level is not None:

@@ -343,6 +343,15 @@ class JournalReader:
         row = self._conn.execute("SELECT seq FROM cursors WHERE sink = ?", (sink,)).fetchone()
         return None if row is None else int(row[0])
 
+    def dead_letters(self, sink: str | None = None) -> list[tuple[str, int, str, int]]:
+        """(sink, seq, error, at_ms) for each event a sink gave up on, in seq order."""
+        sql = "SELECT sink, seq, error, at_ms FROM dead_letters"
+        args: tuple[str, ...] = ()
+        if sink is not None:
+            sql += " WHERE sink = ?"
+            args = (sink,)
+        return [tuple(r) for r in self._conn.execute(sql + " ORDER BY seq, sink", args)]
+
     def pending(self) -> list[Pending]:
         last = self.last_seq()
         out: list[Pending] = []
@@ -434,6 +443,7 @@ class Journal(JournalReader):
         self.journal_id = meta.get("journal_id", "")
         self._cursors: dict[str, int] = {c.sink: c.seq for c in self.cursors()}
         self._dirty_cursors: dict[str, int] = {}
+        self._dead_letters: list[tuple[str, int, str, int]] = []  # guarded by _lock
         self._held: dict[int, Event] = {}
         self._lock = threading.Lock()
         self._failing = False
@@ -585,6 +595,13 @@ class Journal(JournalReader):
             self._dirty_cursors[sink] = seq
         self._queue.put(_WAKE)
 
+    def add_dead_letter(self, sink: str, seq: int, error: str) -> None:
+        """Record that ``sink`` gave up on event ``seq``; written with the next commit, before
+        or with the cursor that moves past it."""
+        with self._lock:
+            self._dead_letters.append((sink, seq, error, time.time_ns() // 1_000_000))
+        self._queue.put(_WAKE)
+
     def register_cursor(self, sink: str, *, start_at: int) -> int:
         """The sink's cursor, creating it at ``start_at`` the first time the sink is seen."""
         if sink not in self._cursors:
@@ -714,9 +731,10 @@ class Journal(JournalReader):
                     break
             with self._lock:
                 cursors = dict(self._dirty_cursors)
-            if backlog or cursors:
+                letters = list(self._dead_letters)
+            if backlog or cursors or letters:
                 try:
-                    written = self._commit(backlog, cursors)
+                    written = self._commit(backlog, cursors, letters)
                 except sqlite3.Error as e:
                     with self._lock:
                         self._failing = True
@@ -735,6 +753,7 @@ class Journal(JournalReader):
                     for sink, seq in cursors.items():
                         if self._dirty_cursors.get(sink) == seq:
                             del self._dirty_cursors[sink]
+                    del self._dead_letters[: len(letters)]
                 backlog = []
                 delay = self.RETRY_FIRST_S
                 if written:
@@ -752,9 +771,13 @@ class Journal(JournalReader):
         return stopping_since
 
     def _commit(
-        self, items: Sequence[_Item], cursors: dict[str, int]
+        self,
+        items: Sequence[_Item],
+        cursors: dict[str, int],
+        letters: Sequence[tuple[str, int, str, int]] = (),
     ) -> list[tuple[_Item, str, str]]:
-        """One transaction: the events in order, then the cursors. Raises sqlite3.Error."""
+        """One transaction: the events in order, then cursors and dead letters.
+        Raises sqlite3.Error."""
         conn = self._writer_conn
         prev = self._tail_hash
         written: list[tuple[_Item, str, str]] = []
@@ -804,6 +827,12 @@ class Journal(JournalReader):
                     "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, "
                     "updated_at_ms = excluded.updated_at_ms",
                     [(sink, seq, now_ms) for sink, seq in cursors.items()],
+                )
+            if letters:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO dead_letters (sink, seq, error, at_ms) "
+                    "VALUES (?, ?, ?, ?)",
+                    letters,
                 )
             conn.execute("COMMIT")
         except sqlite3.Error:

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 APPLICATION_ID = 0x464D4642  # "FMFB"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE meta (
@@ -59,6 +59,18 @@ ALTER TABLE cursors ADD COLUMN updated_at_ms INTEGER NOT NULL DEFAULT 0;
 """
 
 
+# v3: what a sink could never deliver, and why (the event itself stays in the ledger).
+_V3 = """
+CREATE TABLE dead_letters (
+    sink  TEXT    NOT NULL,
+    seq   INTEGER NOT NULL,
+    error TEXT    NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (sink, seq)
+);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def run(conn: sqlite3.Connection) -> None:
         # executescript would COMMIT first; run statement by statement inside our transaction.
@@ -85,7 +97,11 @@ def _split(sql: str) -> list[str]:
 
 
 # MIGRATIONS[i] takes a journal from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(_V1), _script(_V2)]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _script(_V1),
+    _script(_V2),
+    _script(_V3),
+]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -330,3 +330,59 @@ def _show(value: object, limit: int = 60) -> str:
     """A bounded repr for messages: a device's garbage must not flood the log."""
     shown = repr(value)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+# --- remote commands (cloud → gateway, on IoT Core's cat-feeder/action) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCommand:
+    """A feed command from the cloud: the contract's action message, or the published
+    Lambda's id-less ``{"event": ..., "reportedTime": ...}``."""
+
+    click: ClickType
+    reported_ms: int | None
+    request_id: str | None
+    bowls: tuple[Bowl, ...] | None
+    portion_ms: int | None
+    expires_at_ms: int | None
+
+
+def parse_rfc3339_ms(text: str, field: str = "reportedTime") -> int:
+    """An RFC 3339 time (``Z`` or an offset; fractional seconds optional) → integer ms."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PayloadError(field, f"not an RFC 3339 time: {_show(text)}") from None
+    if dt.tzinfo is None:
+        raise PayloadError(field, "an RFC 3339 time needs a zone (Z or an offset)")
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def decode_remote_command(payload: bytes) -> RemoteCommand:
+    data = _object(_parse_json(_text(payload)))
+    click = parse_enum(ClickType, "event", _upper(require(data, "event", str)))
+    reported = optional(data, "reportedTime", str)
+    request_id = optional(data, "id", str)
+    if request_id is not None and not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
+        raise PayloadError("id", f"must be 1..{MAX_REQUEST_ID_CHARS} characters")
+    bowls = data.get("bowls")
+    portion: int | None = optional(data, "portion_ms", int)
+    if portion is not None and not 0 < portion <= 120_000:
+        raise PayloadError("portion_ms", "must be between 1 and 120000")
+    expires: int | None = optional(data, "expires_at_ms", int)
+    if expires is not None and expires < 0:
+        raise PayloadError("expires_at_ms", "must not be negative")
+    return RemoteCommand(
+        click=click,
+        reported_ms=None if reported is None else parse_rfc3339_ms(reported),
+        request_id=request_id,
+        bowls=None if bowls is None else parse_bowls(bowls),
+        portion_ms=portion,
+        expires_at_ms=expires,
+    )
+
+
+def _upper(text: str) -> str:
+    return text.strip().upper()

@@ -15,6 +15,7 @@ from gateway.events import (
     PAYLOAD_TYPES,
     Bowl,
     ClickType,
+    EventDeadLettered,
     EventType,
     FeedDispensed,
     FeederOffline,
@@ -117,6 +118,7 @@ EXAMPLES: list[Payload] = [
     FeederOffline(),
     GatewayStarted(version="1.2.3", clock_synced=False, gateway_id="pi"),
     GatewayStopped(version="1.2.3", clock_synced=True, reason="signal"),
+    EventDeadLettered(sink="eventbridge", seq=12, event_id="e12", error="entry too large"),
 ]
 
 
@@ -345,6 +347,7 @@ DETAIL_TYPES = {
     EventType.FEEDER_OFFLINE: "Feeder Offline",
     EventType.GATEWAY_STARTED: "Gateway Started",
     EventType.GATEWAY_STOPPED: "Gateway Stopped",
+    EventType.EVENT_DEAD_LETTERED: "Event Dead Lettered",
 }
 
 

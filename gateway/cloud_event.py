@@ -1,0 +1,57 @@
+"""What a journal event looks like in the cloud: the detail every cloud sink sends. Pure.
+
+The detail is the event's payload plus the envelope under the contract's names: ``event-id``,
+``gateway-id``, ``seq`` and ``chain-hash`` (so the cloud copy anchors the local ledger and a
+receiver can drop duplicates and see gaps), and ``click-type`` on button-originated requests
+(the published Lambda reads ``detail["click-type"]``). A replayed event says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.events import ClickType, Event, FeedRejected, FeedRequested, Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMark:
+    """Carried by an event sent again by ``fmfb replay``: never a command, never fed."""
+
+    name: str
+
+
+def click_type_of(event: Event) -> ClickType | None:
+    """The click type the published Lambda would echo back, if this event carries one."""
+    payload = event.payload
+    if isinstance(payload, FeedRequested | FeedRejected) and payload.origin is Origin.BUTTON:
+        return payload.click_type
+    return None
+
+
+def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = dict(event.payload.to_dict())
+    detail.update(
+        {
+            "type": event.type.value,
+            "event-id": event.event_id,
+            "gateway-id": gateway_id,
+            "seq": event.seq,
+            "chain-hash": event.hash,
+            "occurred-at-ms": event.occurred_at_ms,
+            "clock-synced": event.clock_synced,
+            "origin": event.origin.value,
+        }
+    )
+    if event.recovered:
+        detail["recovered"] = True
+    click = click_type_of(event)
+    if click is not None:
+        detail["click-type"] = click.value
+    if replay is not None:
+        detail["replay"] = {
+            "name": replay.name,
+            "original-seq": event.seq,
+            "original-time-ms": event.occurred_at_ms,
+        }
+    return detail
