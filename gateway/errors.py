@@ -9,7 +9,9 @@
     │   ├── JournalCorruptError           the tail of the chain does not check out
     │   └── JournalWriteError (OSError)   an append could not be made durable (disk full, I/O)
     ├── ChainError                        `verify` found a bad row; names its seq
-    └── ControlError                      the CLI could not talk to the running daemon
+    ├── ControlError                      the CLI could not talk to the running daemon
+    └── CloudError                        a cloud sink could not reach or use AWS
+        └── CredentialsError              no usable AWS credentials (none, expired, refused)
 
 Errors from sqlite3, paho/aiomqtt and pydantic are translated at the boundary with
 ``raise ... from e`` so that a person sees what they need (the key, the seq, the topic), and the
@@ -71,3 +73,11 @@ class ChainError(GatewayError):
 
 class ControlError(GatewayError):
     """The CLI could not reach the running daemon, or the daemon refused the request."""
+
+
+class CloudError(GatewayError):
+    """A cloud sink could not reach or use AWS (the sink stays offline and retries)."""
+
+
+class CredentialsError(CloudError):
+    """No usable AWS credentials: none configured, the provider refused, or they expired."""
