@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -28,6 +30,8 @@ Session = Callable[[aiomqtt.Client], Awaitable[None]]
 # while we are away: long enough to ride out a daemon restart or an upgrade.
 SESSION_EXPIRY_S = 86_400
 
+T = TypeVar("T")
+
 
 def mqtt_properties(packet_type: int) -> Properties:
     """MQTT 5 properties for one packet type (paho's constructor is untyped)."""
@@ -40,6 +44,25 @@ def _first_error(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttEr
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
     return first
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, waiting with ``asyncio.timeout`` instead of ``asyncio.wait_for``.
+
+    Every broker round trip (CONNACK, SUBACK, PUBACK, the DISCONNECT) goes through
+    ``_wait_for``. On Python 3.11 ``asyncio.wait_for`` returns normally when a cancellation
+    lands just as the broker's answer arrives, swallowing it: a daemon told to stop as a
+    PUBACK or SUBACK came in kept that session running and never stopped.
+    """
+
+    async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109 - aiomqtt's own signature
+        if timeout is None:
+            timeout = self.timeout
+        try:
+            async with asyncio.timeout(None if timeout == math.inf else timeout):
+                return await fut
+        except TimeoutError:
+            raise aiomqtt.MqttError("Operation timed out") from None
 
 
 class MqttLink:
@@ -67,7 +90,7 @@ class MqttLink:
                 keyfile=str(tls.key_file) if tls.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        return aiomqtt.Client(
+        return _Client(
             self.broker.host,
             self.broker.port,
             username=self.broker.username,
