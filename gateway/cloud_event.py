@@ -31,6 +31,10 @@ def click_type_of(event: Event) -> ClickType | None:
 
 def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = dict(event.payload.to_dict())
+    # A request's own "origin" (button, cli, cloud) stays: it says who asked, also on a
+    # FeedRejected the feeder recorded. Other events get where they came from.
+    detail.setdefault("origin", event.origin.value)
+    # The envelope's keys are hyphenated; payload keys are snake_case, so none collide.
     detail.update(
         {
             "type": event.type.value,
@@ -40,7 +44,6 @@ def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None
             "chain-hash": event.hash,
             "occurred-at-ms": event.occurred_at_ms,
             "clock-synced": event.clock_synced,
-            "origin": event.origin.value,
         }
     )
     if event.recovered:

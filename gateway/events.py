@@ -368,19 +368,25 @@ class EventDeadLettered:
 
     TYPE: ClassVar[EventType] = EventType.EVENT_DEAD_LETTERED
     sink: str
-    seq: int
-    event_id: str
+    # "dead_": the cloud detail adds this notice's own "seq" and "event-id" beside them.
+    dead_seq: int
+    dead_event_id: str
     error: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sink": self.sink, "seq": self.seq, "event_id": self.event_id, "error": self.error}
+        return {
+            "sink": self.sink,
+            "dead_seq": self.dead_seq,
+            "dead_event_id": self.dead_event_id,
+            "error": self.error,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return cls(
             sink=require(data, "sink", str),
-            seq=non_negative_int(data, "seq"),
-            event_id=require(data, "event_id", str),
+            dead_seq=non_negative_int(data, "dead_seq"),
+            dead_event_id=require(data, "dead_event_id", str),
             error=require(data, "error", str),
         )
 
