@@ -589,10 +589,10 @@ async def test_an_event_the_broker_can_never_take_is_dead_lettered_and_the_rest_
     notice = bodies[-1]
     assert notice["type"] == "EventDeadLettered"
     assert notice["sink"] == "iot-core"
-    # The envelope's "seq" is the notice's own; the dead event is named by its id (and the
-    # payload's own "seq" field is shadowed by the envelope's in the cloud detail).
+    # The envelope's "seq" is the notice's own; the dead event is named beside it.
     assert notice["seq"] == after.seq + 1
-    assert notice["event_id"] == big.event_id
+    assert notice["dead_seq"] == big.seq
+    assert notice["dead_event_id"] == big.event_id
     assert "VALIDATION" in notice["error"]
     with JournalReader.open(config.journal_file) as reader:
         letters = reader.dead_letters("iot-core")
@@ -600,7 +600,7 @@ async def test_an_event_the_broker_can_never_take_is_dead_lettered_and_the_rest_
     assert [(sink, seq) for sink, seq, _error, _at in letters] == [("iot-core", big.seq)]
     assert stored_notice is not None
     assert isinstance(stored_notice.payload, EventDeadLettered)
-    assert stored_notice.payload.seq == big.seq
+    assert stored_notice.payload.dead_seq == big.seq
 
 
 async def test_a_missing_certificate_keeps_the_sink_offline_not_the_daemon_down(

@@ -490,3 +490,34 @@ async def test_events_that_can_never_be_written_are_reported_lost_at_stop(tmp_pa
     await asyncio.wait_for(journal.aclose(), timeout=10)
     assert journal.health.lost_at_stop >= 1
     assert "lost from the ledger" in caplog.text
+
+
+async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written_twice(tmp_path):
+    """SQLite can report an error from COMMIT after the transaction is durable. The retry must
+    take those events as written, not trip the gapless trigger for ever."""
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    real_commit = journal._commit
+    lied = []
+
+    def commit_then_report_failure(items, cursors, letters=()):
+        written = real_commit(items, cursors, letters)
+        if not lied and items:
+            lied.append(len(items))
+            raise sqlite3.OperationalError("disk I/O error")
+        return written
+
+    journal._commit = commit_then_report_failure  # type: ignore[method-assign]
+    journal.start()
+    first = await journal.append(level(1))
+    assert lied, "the failure was never injected"
+    assert first.held  # the caller was told it was not durable ...
+    later = await journal.append(level(2))
+    await asyncio.wait_for(journal.wait_durable(later.seq), timeout=10)
+    assert not journal.health.failing
+    await journal.aclose()
+    with JournalReader.open(path) as reader:
+        assert reader.verify() == (2, None)
+        stored = reader.read_after(0)
+    assert [e.seq for e in stored] == [1, 2]
+    assert not stored[0].recovered  # ... and the disk holds what that first commit wrote
