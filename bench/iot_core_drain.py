@@ -1,0 +1,447 @@
+"""Draining a journal backlog to IoT Core: the sink against a bare awsiotsdk publish loop.
+
+A private Mosquitto with mTLS (client certificates required, as IoT Core does) on a free port,
+with certificates made here. Two ways to publish the same N events at QoS 1:
+
+- sink: N events already in a fresh journal; ``IotCoreSink`` runs in this process's event loop
+  and drains them (reading the journal, building each cloud detail, pacing, a bounded window
+  of unacknowledged publishes, moving and saving its cursor as PUBACKs come back).
+- bare: one awsiotsdk MQTT 5 client publishing the same payloads from a list, with the same
+  in-flight window and the same pacer, and nothing else (no journal, no cursor).
+
+Both are timed from the connection's success to the last PUBACK, at a publish rate limit of
+100/s (IoT Core's per-connection limit) and unlimited, in interleaved rounds; the figure is the
+sink's events/s as a ratio of the bare loop's (1.0: the sink costs nothing the rate does not).
+
+    python bench/iot_core_drain.py [--quick] [--events N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    bench_tmpdir,
+    emit_json,
+    free_port,
+    machine_note,
+    median,
+    print_table,
+    rounded,
+)
+from awscrt import mqtt5
+from awsiot import mqtt5_client_builder
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.clock import SystemClock
+from gateway.config import Config, parse_config
+from gateway.counters import InputCounters
+from gateway.events import FoodLevelChanged, Origin
+from gateway.intake import Intake
+from gateway.journal import Journal
+from gateway.policy import Limits
+from gateway.rate import Pacer
+from gateway.sinks.iot_core import MAX_IN_FLIGHT, IotCoreSink, event_payload
+from gateway.state import GatewayState
+
+GATEWAY_ID = "bench-gw"
+TOPIC = f"feedmyfurbabies/{GATEWAY_ID}/events"
+RATE_LIMITED = 100.0
+TIMEOUT_S = 300.0
+
+
+# --- certificates and an mTLS broker ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _issue(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    usage: x509.ObjectIdentifier | None = None,
+    san: x509.SubjectAlternativeName | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(directory: Path) -> Pki:
+    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    certs = {
+        "ca.pem": _issue("bench CA", ca_key, ca_key, ca=True),
+        "server.pem": _issue(
+            "localhost", server_key, ca_key, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san
+        ),
+        "client.pem": _issue(GATEWAY_ID, client_key, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH),
+    }
+    for name, cert in certs.items():
+        (directory / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    for name, key in (("server.key", server_key), ("client.key", client_key)):
+        path = directory / name
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+    return Pki(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+    )
+
+
+class TlsBroker:
+    """A private, non-persistent mosquitto with an mTLS listener on a free loopback port."""
+
+    def __init__(self, pki: Pki, workdir: Path) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)
+        self.workdir = workdir
+        self.pki = pki
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"cafile {self.pki.ca}",
+            f"certfile {self.pki.server_cert}",
+            f"keyfile {self.pki.server_key}",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "allow_anonymous false",
+            "set_tcp_nodelay true",
+            "persistence false",
+            "log_dest none",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with (self.workdir / "mosquitto.out").open("ab") as out:
+            self._process = subprocess.Popen(
+                ["mosquitto", "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                text = (self.workdir / "mosquitto.out").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto exited ({self._process.returncode}): {text}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.01)
+        self.close()
+        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
+
+    def close(self) -> None:
+        process = self._process
+        self._process = None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+# --- the two ways to publish -----------------------------------------------------------------
+
+
+def make_config(state_dir: Path, broker: TlsBroker, pki: Pki) -> Config:
+    return parse_config(
+        {
+            "gateway_id": GATEWAY_ID,
+            "state_dir": str(state_dir),
+            "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
+            "sinks": {"feeder": False},
+            "cloud": {
+                "iot_core": {
+                    "endpoint": "localhost",
+                    "port": broker.port,
+                    "cert_file": str(pki.client_cert),
+                    "key_file": str(pki.client_key),
+                    "ca_file": str(pki.ca),
+                    "metrics": False,
+                }
+            },
+        }
+    )
+
+
+def flow_control(rate: float | None) -> dict[str, Any]:
+    """Unlimited means unlimited: without this the SDK caps publishes at IoT Core's 100/s."""
+    if rate is not None:
+        return {}
+    none = mqtt5.ExtendedValidationAndFlowControlOptions.NONE
+    return {"extended_validation_and_flow_control_options": none}
+
+
+def pacer_for(rate: float | None) -> Pacer:
+    return Pacer.unlimited() if rate is None else Pacer(rate)
+
+
+class TimedSink(IotCoreSink):
+    """The sink, noting when its connection succeeded and when its cursor reached ``target``
+    (on the loop, as the sink itself sees both)."""
+
+    def __init__(self, *args: Any, target: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = target
+        self.connected_at: float | None = None
+        self.drained_at: float | None = None
+        self.drained = asyncio.Event()
+
+    def _client_options(self) -> dict[str, Any]:
+        return {**super()._client_options(), **flow_control(self.pacer.rate_per_s)}
+
+    def _on_connected(self, session_present: bool) -> None:
+        if self.connected_at is None:
+            self.connected_at = time.perf_counter()
+        super()._on_connected(session_present)
+
+    def _finish(self, seq: int) -> None:
+        super()._finish(seq)
+        if self.drained_at is None and self.cursor >= self.target:
+            self.drained_at = time.perf_counter()
+            self.drained.set()
+
+
+async def fill_journal(config: Config, count: int) -> list[bytes]:
+    """Journal ``count`` events (durable) and return what each is published as."""
+    journal = Journal.open(config.journal_file)
+    journal.start()
+    clock = SystemClock()
+    limits = Limits(cap_per_bowl=1000, cap_period_ms=86_400_000, min_gap_ms=0)
+    intake = Intake(journal, GatewayState(86_400_000), limits, config.feeding, clock)
+    futures = [
+        intake.record_nowait(FoodLevelChanged(i % 101, None), Origin.FEEDER) for i in range(count)
+    ]
+    events = await asyncio.gather(*futures)
+    await journal.aclose()
+    return [event_payload(e, GATEWAY_ID) for e in events]
+
+
+async def run_sink(config: Config, count: int, rate: float | None) -> float:
+    """Events/s of the sink draining ``count`` journaled events."""
+    journal = Journal.open(config.journal_file)
+    journal.start()
+    clock = SystemClock()
+    limits = Limits(cap_per_bowl=1000, cap_period_ms=86_400_000, min_gap_ms=0)
+    intake = Intake(journal, GatewayState(86_400_000), limits, config.feeding, clock)
+    sink = TimedSink(
+        config, journal, intake, clock, InputCounters(), pacer=pacer_for(rate), target=count
+    )
+    task = asyncio.create_task(sink.run())
+    try:
+        await asyncio.wait_for(sink.drained.wait(), TIMEOUT_S)
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+        await journal.aclose()
+    assert sink.connected_at is not None
+    assert sink.drained_at is not None
+    assert sink.published == count, (sink.published, count)
+    return count / (sink.drained_at - sink.connected_at)
+
+
+async def run_bare(
+    broker: TlsBroker, pki: Pki, payloads: Sequence[bytes], rate: float | None
+) -> float:
+    """Events/s of a bare awsiotsdk QoS 1 loop: the same payloads, window and pacer."""
+    loop = asyncio.get_running_loop()
+    connected = asyncio.Event()
+    connected_at: list[float] = []
+
+    def on_connected(_data: Any) -> None:
+        connected_at.append(time.perf_counter())
+        loop.call_soon_threadsafe(connected.set)
+
+    client = mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost",
+        port=broker.port,
+        cert_filepath=str(pki.client_cert),
+        pri_key_filepath=str(pki.client_key),
+        ca_filepath=str(pki.ca),
+        client_id=f"{GATEWAY_ID}-bare",
+        enable_metrics_collection=False,
+        on_lifecycle_connection_success=on_connected,
+        **flow_control(rate),
+    )
+    client.start()
+    try:
+        await asyncio.wait_for(connected.wait(), 30)
+        pacer = pacer_for(rate)
+        window = asyncio.Semaphore(MAX_IN_FLIGHT)
+        pending: set[asyncio.Future[Any]] = set()
+        for payload in payloads:
+            await window.acquire()
+            delay = pacer.reserve(loop.time())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            packet = mqtt5.PublishPacket(payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, topic=TOPIC)
+            done = asyncio.wrap_future(client.publish(packet))
+            done.add_done_callback(lambda _f: window.release())
+            pending.add(done)
+        results = await asyncio.gather(*pending)
+        done_at = time.perf_counter()
+    finally:
+        client.stop()
+    codes = {int(r.puback.reason_code) for r in results}
+    assert all(code < 0x80 for code in codes), codes
+    return len(payloads) / (done_at - connected_at[0])
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    label: str
+    rate: float | None
+    count: int
+    sink: list[float]
+    bare: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return median(self.sink) / median(self.bare)
+
+
+async def measure(cases: list[Case], rounds: int, workdir: Path) -> int:
+    """Run every case ``rounds`` times; return the payload size in bytes (the median)."""
+    pki_dir = workdir / "pki"
+    pki_dir.mkdir()
+    pki = make_pki(pki_dir)
+    broker_dir = workdir / "broker"
+    broker_dir.mkdir()
+    broker = TlsBroker(pki, broker_dir)
+    broker.start()
+    sizes: list[float] = []
+    try:
+        for r in range(rounds):
+            for case in cases:
+                state = workdir / f"state-{case.label}-{r}"
+                config = make_config(state, broker, pki)
+                payloads = await fill_journal(config, case.count)
+                sizes.extend(len(p) for p in payloads)
+                # Alternate which goes first, so drift hits both alike.
+                if r % 2 == 0:
+                    case.sink.append(await run_sink(config, case.count, case.rate))
+                    case.bare.append(await run_bare(broker, pki, payloads, case.rate))
+                else:
+                    case.bare.append(await run_bare(broker, pki, payloads, case.rate))
+                    case.sink.append(await run_sink(config, case.count, case.rate))
+                shutil.rmtree(state, ignore_errors=True)
+                print(
+                    f"  round {r + 1}/{rounds} {case.label}: sink {case.sink[-1]:,.0f}/s, "
+                    f"bare {case.bare[-1]:,.0f}/s",
+                    flush=True,
+                )
+    finally:
+        broker.close()
+    return round(median(sizes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer events and rounds")
+    parser.add_argument("--events", type=int, default=None, help="events per unlimited run")
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
+    unlimited_n = args.events or (1000 if args.quick else 5000)
+    limited_n = 200 if args.quick else 500  # at 100/s: 2 s / 5 s per run
+    rounds = args.rounds or (1 if args.quick else 3)
+    cases = [
+        Case(f"{RATE_LIMITED:g}/s", RATE_LIMITED, limited_n, [], []),
+        Case("unlimited", None, unlimited_n, [], []),
+    ]
+    print(f"IoT Core drain: sink vs bare awsiotsdk loop, mTLS Mosquitto; {machine_note()}")
+    print(f"window {MAX_IN_FLIGHT} in flight, QoS 1, {rounds} round(s)", flush=True)
+    workdir = bench_tmpdir("iot-drain")
+    try:
+        payload_bytes = asyncio.run(measure(cases, rounds, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print_table(
+        ["rate limit", "events", "bare events/s", "sink events/s", "sink / bare"],
+        [[c.label, c.count, median(c.bare), median(c.sink), c.ratio] for c in cases],
+    )
+    limited, unlimited = cases
+    emit_json(
+        "iot_core_drain",
+        {
+            "rounds": rounds,
+            "in_flight": MAX_IN_FLIGHT,
+            "limited_rate_per_s": RATE_LIMITED,
+            "limited_events": limited.count,
+            "limited_bare_per_s": rounded(median(limited.bare), 1),
+            "limited_sink_per_s": rounded(median(limited.sink), 1),
+            "ratio_sink_vs_bare_limited": rounded(limited.ratio),
+            "unlimited_events": unlimited.count,
+            "unlimited_bare_per_s": rounded(median(unlimited.bare), 1),
+            "unlimited_sink_per_s": rounded(median(unlimited.sink), 1),
+            "ratio_sink_vs_bare_unlimited": rounded(unlimited.ratio),
+            "payload_bytes": payload_bytes,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
