@@ -20,7 +20,13 @@ from typing import Any
 from _common import emit_json, machine_note, print_table
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("journal_append", "click_latency", "idle_rss")
+BENCHES = (
+    "journal_append",
+    "click_latency",
+    "idle_rss",
+    "eventbridge_drain",
+    "iot_core_drain",
+)
 
 
 def run_one(name: str, quick: bool) -> dict[str, Any] | None:
@@ -118,6 +124,11 @@ def summary_rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
                 "",
             ]
         )
+    for name in ("eventbridge_drain", "iot_core_drain"):
+        figures = results.get(name)
+        if figures:
+            ratios = {k: v for k, v in figures.items() if "ratio" in k}
+            rows.append([name, ", ".join(f"{k} {v}" for k, v in ratios.items()), "", ""])
     for name, figures in results.items():
         if figures is None:
             rows.append([name, "FAILED", "", ""])

@@ -29,11 +29,12 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
+from gateway.echo import EchoLedger
 from gateway.errors import JournalCorruptError
 from gateway.events import GatewayStarted, GatewayStopped, Origin
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
-from gateway.intake import Intake, fold_recent_state
+from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.notify import Notifier
 from gateway.policy import Limits
@@ -113,10 +114,15 @@ class Daemon:
         # The fold must remember every feed any rule can still look at.
         window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
         window_ms += 60_000
-        state = fold_recent_state(journal, window_ms, self.clock.now_ms())
-        self.intake = Intake(journal, state, limits, cfg.feeding, self.clock)
+        now = self.clock.now_ms()
+        state = fold_recent_state(journal, window_ms, now)
+        echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
+        self.intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
         if cfg.sinks.feeder:
             self.sinks.append(LocalFeederSink(cfg, journal, self.intake, self.clock, self.counters))
+        self.sinks.extend(self._cloud_sinks())
+        # Presses already sent to EventBridge may still echo back after a restart.
+        rebuild_echoes(journal, echoes, upto_seq=journal.cursor("eventbridge") or 0, now_ms=now)
         if cfg.buttons.mqtt:
             self.mqtt_buttons = MqttButtons(
                 cfg.buttons.mqtt,
@@ -132,6 +138,24 @@ class Daemon:
         self.control = ControlServer(
             cfg.control_path, self.intake, names, self.status, self.counters
         )
+
+    def _cloud_sinks(self) -> list[Sink]:
+        """The cloud sinks that are configured; their libraries are imported only then."""
+        cfg, journal, intake = self.config, self.journal, self.intake
+        assert journal is not None
+        assert intake is not None
+        sinks: list[Sink] = []
+        eventbridge = cfg.cloud.eventbridge
+        if eventbridge is not None and eventbridge.enabled:
+            from gateway.sinks.eventbridge import EventBridgeSink  # noqa: PLC0415 - boto3
+
+            sinks.append(EventBridgeSink(cfg, journal, intake, self.clock))
+        iot_core = cfg.cloud.iot_core
+        if iot_core is not None and iot_core.enabled:
+            from gateway.sinks.iot_core import IotCoreSink  # noqa: PLC0415 - awscrt
+
+            sinks.append(IotCoreSink(cfg, journal, intake, self.clock, self.counters))
+        return sinks
 
     # --- running ---------------------------------------------------------------------------
 

@@ -184,3 +184,16 @@ def fold_recent_state(journal: Journal, window_ms: int, now_ms: int) -> GatewayS
     for event in journal.recent(since_ms=now_ms - window_ms):
         state.apply_event(event)
     return state
+
+
+def rebuild_echoes(journal: Journal, echoes: EchoLedger, *, upto_seq: int, now_ms: int) -> None:
+    """Leave an echo credit for each button event already sent to EventBridge (seq up to
+    ``upto_seq``) within the echo window, so an echo arriving after a restart is still one."""
+    from gateway.cloud_event import click_type_of  # noqa: PLC0415 - start-up only
+
+    for event in journal.recent(since_ms=now_ms - echoes.window_ms):
+        if event.seq > upto_seq:
+            break
+        click = click_type_of(event)
+        if click is not None:
+            echoes.forwarded(click, event.occurred_at_ms, now_ms)

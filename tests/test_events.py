@@ -118,7 +118,9 @@ EXAMPLES: list[Payload] = [
     FeederOffline(),
     GatewayStarted(version="1.2.3", clock_synced=False, gateway_id="pi"),
     GatewayStopped(version="1.2.3", clock_synced=True, reason="signal"),
-    EventDeadLettered(sink="eventbridge", dead_seq=12, dead_event_id="e12", error="entry too large"),
+    EventDeadLettered(
+        sink="eventbridge", dead_seq=12, dead_event_id="e12", error="entry too large"
+    ),
 ]
 
 

@@ -1,0 +1,604 @@
+"""The EventBridge sink: journaled events → PutEvents on the configured bus, in seq order.
+
+It reads the journal from its own cursor, lets :mod:`gateway.eventbridge_entries` plan the
+steps (batches of at most 10 entries within 256 KiB, filtered-out events passed over,
+oversized ones dead-lettered) and sends one batch at a time. The cursor moves only over what
+is finished: the accepted prefix of a reply, a passed-over event, a dead-lettered one.
+
+Two layers of retrying, each doing what it is good at:
+
+- inside a call, botocore's "standard" retry mode retries throttling, 5xx and connection
+  errors with its own jittered back-off and retry quota. ``max_attempts`` from the config is
+  botocore's ``retries.max_attempts``: retries after the first attempt (5: up to 6 attempts);
+- around calls, the sink's outage loop: when a call still fails, the cursor stays, the sink
+  says "offline" in its status, logs the first failure loudly and the rest quietly, and tries
+  again with :class:`~gateway.backoff.Backoff`. Offline is the normal case: the journal keeps
+  growing and the backlog is sent, in order, once the link is back.
+
+A reply can partly fail. The entries before the first failed one are accepted and the cursor
+moves over them; the failed entry and everything after it are sent again (those after it that
+got in arrive twice — ``event-id`` and ``seq`` let receivers drop the copies). A failed entry
+is only dead-lettered when the code says the entry itself is bad; access and credential codes
+are a setup problem and are retried slowly instead (see ``classify``). When a whole call is
+refused as invalid, the sink sends that batch's entries one by one to find the culprit, and
+dead-letters only it.
+
+boto3 is blocking: calls run on one worker thread of the sink's own, one batch in flight. A
+daemon thread, not ``asyncio.to_thread``: at shutdown the loop's default executor is joined,
+and a call stuck on a dead link would hold up the stop for its whole timeout. To keep up with
+a backlog, a planner task reads and plans batches ahead on the loop, and the worker is handed
+several consecutive batches at once; it sends them one after another and stops at the first
+that does not fully succeed, so the order is the same as sending them one by one.
+
+The cursor is written to the journal at most every ``CURSOR_SAVE_S`` while a backlog drains
+and at once when the sink catches up, fails or stops: after a crash it may be a little behind
+what was delivered (those events are sent again), never ahead.
+
+Only durable events are sent: the cloud copy carries the chain hash, which a held event (the
+disk refusing writes) does not have yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final, TypeVar
+
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.cloud_event import click_type_of
+from gateway.config import Config, EventBridgeConfig
+from gateway.credentials import aws_session
+from gateway.errors import ConfigError, CredentialsError
+from gateway.eventbridge_entries import (
+    MAX_ENTRIES,
+    DeadLetterStep,
+    Disposition,
+    Entry,
+    EntrySpec,
+    SendStep,
+    Step,
+    classify,
+    interpret,
+    iter_plan,
+    resume_seq,
+)
+from gateway.events import Event, EventDeadLettered, Origin
+from gateway.intake import Intake
+from gateway.journal import Journal
+from gateway.sinks.base import SinkStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+READ_BATCH: Final = 50  # events read from the journal at a time
+PLAN_AHEAD: Final = 16  # steps planned ahead of the one in flight
+RUN_STEPS: Final = 8  # batches handed to the worker thread at a time (sent one by one)
+CURSOR_SAVE_S: Final = 0.05  # while a backlog drains, the cursor is written this often
+MAX_ERROR_CHARS: Final = 500
+NO_CREDENTIALS: Final = "no AWS credentials"
+
+
+@dataclass(slots=True)
+class EventBridgeCounters:
+    """What the sink has done since it started (for status and benchmarks)."""
+
+    sent: int = 0  # entries accepted by EventBridge (a duplicate counts each time)
+    batches: int = 0  # calls that got an answer
+    retries: int = 0  # botocore's retries inside calls (RetryAttempts)
+    failed_calls: int = 0  # calls that still failed after botocore's retries
+    partial_failures: int = 0  # answers in which some entries failed
+    duplicates: int = 0  # entries accepted after a failed one: they are sent again
+    dead_lettered: int = 0
+    passed_over: int = 0  # filtered out by event type
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailure:
+    disposition: Disposition
+    error: str  # for the status line and the log
+    drop_client: bool = False  # credentials may have changed: build a new client
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def describe_call_error(error: BaseException) -> CallFailure:
+    """What a put_events call that raised (after botocore's own retries) means."""
+    if isinstance(
+        error,
+        NoCredentialsError | PartialCredentialsError | CredentialRetrievalError | CredentialsError,
+    ):
+        detail = "" if isinstance(error, NoCredentialsError) else f" ({_short(str(error))})"
+        return CallFailure(Disposition.CONFIG, NO_CREDENTIALS + detail, drop_client=True)
+    if isinstance(error, ClientError):
+        response: Mapping[str, Any] = error.response or {}
+        err = response.get("Error") or {}
+        code = str(err.get("Code") or "")
+        message = str(err.get("Message") or "")
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        text = _short(f"{code}: {message}" if message else code or str(error))
+        if status == 413:
+            return CallFailure(Disposition.PERMANENT, text)
+        disposition = classify(code or None)
+        return CallFailure(disposition, text, drop_client=disposition is Disposition.CONFIG)
+    if isinstance(error, ParamValidationError):
+        # boto3 refused the request before sending it: the entries are wrong, not the link.
+        return CallFailure(Disposition.PERMANENT, _short(str(error)))
+    if isinstance(error, BotoCoreError | OSError):
+        return CallFailure(Disposition.TRANSIENT, _short(str(error) or type(error).__name__))
+    return CallFailure(Disposition.TRANSIENT, _short(f"{type(error).__name__}: {error}"))
+
+
+class _Worker:
+    """One daemon thread that runs blocking calls in order; results come back on the loop."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return  # the caller was cancelled meanwhile
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as e:  # handed to the awaiting task
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(settle, None, e)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, result, None)
+
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+        return await future
+
+    def _main(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            job()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
+
+
+Outcome = Mapping[str, Any] | BaseException | None
+
+
+class _StepBuffer:
+    """Steps planned ahead: the planner puts them in, the sender takes runs of them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.steps: deque[Step] = deque()
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+
+    async def put(self, step: Step) -> None:
+        while len(self.steps) >= self.size:
+            self._not_full.clear()
+            await self._not_full.wait()
+        self.steps.append(step)
+        self._not_empty.set()
+
+    async def wait_for_steps(self, planner: asyncio.Task[None]) -> None:
+        while not self.steps:
+            self._not_empty.clear()
+            waiter = asyncio.ensure_future(self._not_empty.wait())
+            try:
+                await asyncio.wait({waiter, planner}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+            if planner.done():
+                planner.result()  # raises what stopped the planner
+                raise RuntimeError("the EventBridge planner stopped")
+
+    def take_run(self, limit: int) -> list[Step]:
+        """A dead letter alone, or up to ``limit`` consecutive send steps."""
+        run = [self.steps.popleft()]
+        if isinstance(run[0], SendStep):
+            while len(run) < limit and self.steps and isinstance(self.steps[0], SendStep):
+                run.append(self.steps.popleft())
+        self._not_full.set()
+        return run
+
+
+class EventBridgeSink:
+    name = "eventbridge"
+
+    # The outage loop's back-off (seconds): quick for a link that comes and goes, slow for a
+    # setup problem (credentials, permissions) that a person has to fix.
+    RETRY_FIRST_S = 0.5
+    RETRY_MAX_S = 15.0
+    CONFIG_RETRY_FIRST_S = 5.0
+    CONFIG_RETRY_MAX_S = 300.0
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        intake: Intake,
+        clock: Clock,
+        *,
+        retry_first_s: float | None = None,
+        retry_max_s: float | None = None,
+        config_retry_first_s: float | None = None,
+        config_retry_max_s: float | None = None,
+    ) -> None:
+        eb = config.cloud.eventbridge
+        if eb is None:
+            raise ConfigError("cloud.eventbridge: the EventBridge sink needs this section")
+        self.config = config
+        self.eb: EventBridgeConfig = eb
+        self.journal = journal
+        self.intake = intake
+        self.clock = clock
+        self.spec = EntrySpec(
+            bus=eb.bus,
+            source=eb.source,
+            gateway_id=config.gateway_id,
+            event_types=None if eb.event_types is None else frozenset(eb.event_types),
+        )
+        start_at = 0 if eb.start == "beginning" else journal.visible_seq
+        self.cursor = journal.register_cursor(self.name, start_at=start_at)
+        self._saved_cursor = self.cursor
+        self._saved_at = 0.0
+        self.counters = EventBridgeCounters()
+        self.connected = False
+        self.last_error: str | None = None
+        self._failing_since: float | None = None
+        self._failed_attempts = 0
+        self._backoff = Backoff(
+            retry_first_s or self.RETRY_FIRST_S, retry_max_s or self.RETRY_MAX_S
+        )
+        self._config_backoff = Backoff(
+            config_retry_first_s or self.CONFIG_RETRY_FIRST_S,
+            config_retry_max_s or self.CONFIG_RETRY_MAX_S,
+        )
+        # After a whole call was refused as invalid: one entry per call up to this seq.
+        self._isolate_through = 0
+        self._client: Any = None
+        self._worker = _Worker(f"{self.name}-put")
+
+    # --- Sink ------------------------------------------------------------------------------
+
+    def status(self) -> SinkStatus:
+        return SinkStatus(
+            name=self.name,
+            connected=self.connected,
+            cursor=self.cursor,
+            backlog=max(0, self.journal.visible_seq - self.cursor),
+            last_error=self.last_error,
+        )
+
+    async def run(self) -> None:
+        log.info(
+            "EventBridge sink: bus %s, source %s, from seq %d%s",
+            self.eb.bus,
+            self.eb.source,
+            self.cursor,
+            f" ({self.eb.endpoint_url})" if self.eb.endpoint_url else "",
+        )
+        try:
+            while True:
+                await self._pass()
+        finally:
+            self._worker.stop()
+
+    async def _pass(self) -> None:
+        """Send from the cursor until a step cannot be finished; the next pass starts again
+        from the cursor, which moved only over what is finished.
+
+        A planner task reads and plans steps ahead while batches are in flight, and the worker
+        thread is handed a run of consecutive batches at a time: it sends them one after the
+        other (one batch in flight) and stops at the first that does not fully succeed, so
+        order holds and the loop wakes once per run rather than once per batch.
+        """
+        buffer = _StepBuffer(PLAN_AHEAD)
+        planner = asyncio.create_task(self._plan(buffer, self.cursor), name="eventbridge-plan")
+        try:
+            while True:
+                if not buffer.steps:
+                    self._save_cursor()  # caught up (or about to wait for the planner)
+                await buffer.wait_for_steps(planner)
+                run = buffer.take_run(RUN_STEPS)
+                if isinstance(run[0], DeadLetterStep):
+                    step = run[0]
+                    await self._dead_letter(step.entry, step.error)
+                    self._advance(step.through_seq)
+                    self._save_cursor()
+                    continue
+                sends = [s for s in run if isinstance(s, SendStep)]
+                if not await self._send_run(sends):
+                    return
+        finally:
+            self._save_cursor()
+            planner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await planner
+
+    async def _plan(self, buffer: _StepBuffer, after: int) -> None:
+        """Plan from ``after`` on, forever: a step at a time, waiting for new events (and for
+        held ones to become durable) when the journal has nothing more to send now."""
+        position = after
+        while True:
+            isolate_through = self._isolate_through
+            upto = isolate_through if position < isolate_through else None
+            events = self._events_after(position, upto)
+            for step in iter_plan(events, self.spec, max_entries=1 if upto else MAX_ENTRIES):
+                await buffer.put(step)
+                position = step.through_seq
+            if upto is not None and position >= upto:
+                continue  # the narrowed range is done: batches of ten again
+            following = self.journal.read_after(position, 1)
+            if not following:
+                await self.journal.wait_beyond(position)
+            elif following[0].held:
+                # Not durable yet (the disk is refusing writes): it has no chain hash.
+                await self.journal.wait_durable(following[0].seq)
+
+    def _events_after(self, position: int, upto: int | None) -> Iterator[Event]:
+        """The journal's events after ``position`` (up to ``upto``), read lazily in chunks;
+        ends at the journal's current end."""
+        while True:
+            chunk = self.journal.read_after(position, READ_BATCH, upto=upto)
+            if not chunk:
+                return
+            yield from chunk
+            if chunk[-1].held:
+                return
+            position = chunk[-1].seq
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def _send_run(self, run: Sequence[SendStep]) -> bool:
+        """Send consecutive steps; False when the pass must start again from the cursor."""
+        payloads = [[dict(e.request) for e in step.entries] for step in run]
+        try:
+            outcomes = await self._worker.run(lambda: self._put_run(payloads))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the worker itself failed: treat it as a failed call
+            outcomes = [e]
+        for step, outcome in zip(run, outcomes, strict=False):
+            if isinstance(outcome, BaseException):
+                await self._call_failed(step, outcome)
+                return False
+            if not await self._answered(step, outcome):
+                return False
+        return len(outcomes) == len(run)
+
+    def _put_run(self, payloads: Sequence[Sequence[Mapping[str, Any]]]) -> list[Outcome]:
+        """On the worker thread: the calls of a run, in order, until one does not fully
+        succeed (its outcome is the last)."""
+        outcomes: list[Outcome] = []
+        for requests in payloads:
+            if not requests:
+                outcomes.append(None)  # only filtered-out events: nothing to send
+                continue
+            try:
+                response = self._put_events(requests)
+            except Exception as e:  # handed to the loop, which decides
+                outcomes.append(e)
+                break
+            outcomes.append(response)
+            if interpret(response, len(requests)).first_failure is not None:
+                break
+        return outcomes
+
+    async def _answered(self, step: SendStep, response: Mapping[str, Any] | None) -> bool:
+        """Finish ``step`` from its reply (None: there was nothing to send); False when the
+        pass must start again from the cursor."""
+        passed_over = (step.through_seq - step.first_seq + 1) - len(step.entries)
+        if response is None:
+            self.counters.passed_over += passed_over
+            self._advance(step.through_seq)
+            return True
+        self._reachable()
+        self.counters.batches += 1
+        self.counters.retries += int(
+            (response.get("ResponseMetadata") or {}).get("RetryAttempts") or 0
+        )
+        reply = interpret(response, len(step.entries))
+        # Credits for every entry that got in, including those after a failed one: they were
+        # delivered (and will be again), so each copy may echo back.
+        self._accepted([step.entries[i] for i in reply.accepted_indices])
+        if reply.first_failure is None:
+            self.counters.passed_over += passed_over
+            self._advance(step.through_seq)
+            return True
+        failure = reply.first_failure
+        self.counters.partial_failures += 1
+        self.counters.duplicates += reply.sent - reply.accepted - reply.failed
+        resume = resume_seq(step, reply)
+        if resume is not None:
+            self._advance(resume)
+        failed_entry = step.entries[failure.index]
+        disposition = failure.disposition
+        if disposition is Disposition.PERMANENT:
+            await self._dead_letter(failed_entry, failure.describe())
+            self._advance(failed_entry.seq)
+            return False
+        what = f"seq {failed_entry.seq} refused: {_short(failure.describe())}"
+        await self._wait_out(disposition, what, link_down=False)
+        return False
+
+    async def _call_failed(self, step: SendStep, error: BaseException) -> bool:
+        """A call that raised (after botocore's retries): isolate, dead-letter or wait out.
+        Always False: the pass starts again from the cursor."""
+        failure = describe_call_error(error)
+        self.counters.failed_calls += 1
+        if isinstance(error, ClientError):
+            self.counters.retries += int(
+                ((error.response or {}).get("ResponseMetadata") or {}).get("RetryAttempts") or 0
+            )
+        if failure.drop_client:
+            self._client = None
+        if failure.disposition is Disposition.PERMANENT:
+            if len(step.entries) > 1:
+                # Which entry is it? Send this batch's entries one by one.
+                log.warning(
+                    "EventBridge refused a batch of %d (seq %d..%d): %s; sending them one by one",
+                    len(step.entries),
+                    step.entries[0].seq,
+                    step.entries[-1].seq,
+                    failure.error,
+                )
+                self._isolate_through = step.entries[-1].seq
+                return False
+            await self._dead_letter(step.entries[0], failure.error)
+            self._advance(step.through_seq)
+            self._save_cursor()
+            return False
+        if isinstance(error, BotoCoreError | OSError | ClientError | CredentialsError):
+            log.debug("put_events failed: %s", failure.error)
+        else:
+            log.exception("put_events failed unexpectedly")
+        await self._wait_out(failure.disposition, failure.error, link_down=True)
+        return False
+
+    # --- the pieces ------------------------------------------------------------------------
+
+    def _put_events(self, requests: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """On the worker thread: one PutEvents call (botocore retries inside it)."""
+        if self._client is None:
+            self._client = self._new_client()
+        response: Mapping[str, Any] = self._client.put_events(Entries=list(requests))
+        return response
+
+    def _new_client(self) -> Any:
+        cfg = self.eb
+        return aws_session(self.config.cloud).client(
+            "events",
+            endpoint_url=cfg.endpoint_url,
+            region_name=self.config.cloud.aws.region,
+            config=BotoConfig(
+                retries={"mode": "standard", "max_attempts": cfg.max_attempts},
+                connect_timeout=cfg.timeout_s,
+                read_timeout=cfg.timeout_s,
+            ),
+        )
+
+    def _accepted(self, entries: Sequence[Entry]) -> None:
+        """Accepted entries may echo back as id-less commands: leave a credit for each."""
+        if not entries:
+            return
+        self.counters.sent += len(entries)
+        now = self.clock.now_ms()
+        for entry in entries:
+            click = click_type_of(entry.event)
+            if click is not None:
+                self.intake.echoes.forwarded(click, entry.event.occurred_at_ms, now)
+
+    def _advance(self, seq: int) -> None:
+        """Move the cursor over finished events. It is written to the journal at most every
+        CURSOR_SAVE_S while a backlog drains, and at once when the sink catches up, stops or
+        fails (a cursor a little behind after a crash only sends a few events again)."""
+        self.cursor = max(self.cursor, seq)
+        if time.monotonic() - self._saved_at >= CURSOR_SAVE_S:
+            self._save_cursor()
+
+    def _save_cursor(self) -> None:
+        if self.cursor > self._saved_cursor:
+            self.journal.save_cursor(self.name, self.cursor)
+            self._saved_cursor = self.cursor
+            self._saved_at = time.monotonic()
+
+    async def _dead_letter(self, entry: Entry, error: str) -> None:
+        error = _short(error)
+        log.error(
+            "EventBridge: giving up on seq %d (%s, event %s): %s",
+            entry.seq,
+            entry.event.type.value,
+            entry.event.event_id,
+            error,
+        )
+        self.journal.add_dead_letter(self.name, entry.seq, error)
+        await self.intake.record(
+            EventDeadLettered(
+                sink=self.name,
+                dead_seq=entry.seq,
+                dead_event_id=entry.event.event_id,
+                error=error,
+            ),
+            Origin.GATEWAY,
+        )
+        self.counters.dead_lettered += 1
+
+    def _reachable(self) -> None:
+        if self._failing_since is not None:
+            log.warning(
+                "EventBridge reachable again after %.1f s (%d failed attempts); sending the "
+                "backlog of %d",
+                time.monotonic() - self._failing_since,
+                self._failed_attempts,
+                max(0, self.journal.visible_seq - self.cursor),
+            )
+        self._failing_since = None
+        self._failed_attempts = 0
+        self.connected = True
+        self.last_error = None
+        self._backoff.reset()
+        self._config_backoff.reset()
+
+    async def _wait_out(self, disposition: Disposition, error: str, *, link_down: bool) -> None:
+        """Stay at the cursor; say why; wait before trying again."""
+        if link_down:
+            self.connected = False
+            self.last_error = error if disposition is Disposition.CONFIG else f"offline: {error}"
+        else:
+            self.last_error = error
+        self._failed_attempts += 1
+        backlog = max(0, self.journal.visible_seq - self.cursor)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning(
+                "EventBridge: %s; %d event(s) wait in the journal, retrying with back-off",
+                self.last_error,
+                backlog,
+            )
+        else:
+            log.debug("EventBridge still failing (%s); backlog %d", self.last_error, backlog)
+        backoff = self._config_backoff if disposition is Disposition.CONFIG else self._backoff
+        await asyncio.sleep(backoff.next_delay())
