@@ -382,3 +382,6 @@ def config_check(config_path: Path | None) -> None:
 def config_show(config_path: Path | None) -> None:
     """Print the effective configuration (defaults filled in) as JSON."""
     click.echo(_config(config_path).model_dump_json(indent=2))
+
+
+# --- commands defined in gateway/commands/ (one line each) ----------------------------------
