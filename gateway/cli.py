@@ -147,7 +147,7 @@ def status(as_json: bool, config_path: Path | None) -> None:
     click.echo(f"journal  {j['path']}  seq {j['seq']}  disk {disk}")
     for s in st["sinks"]:
         link = "connected" if s["connected"] else f"OFFLINE ({s['last_error'] or 'connecting'})"
-        click.echo(f"sink     {s['name']:<10} {link}  cursor {s['cursor']}  backlog {s['backlog']}")
+        click.echo(f"sink     {s['name']:<12} {link}  cursor {s['cursor']}  backlog {s['backlog']}")
     f = st["feeder"]
     online = {True: "online", False: "offline", None: "not heard from"}[f["online"]]
     level = "unknown" if f["food_level"] is None else f"{f['food_level']}%"
