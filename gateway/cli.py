@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from gateway import __version__
+from gateway.chain import check_row
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, ControlError, GatewayError, JournalError
 from gateway.events import Bowl, ClickType, Event, EventType
@@ -248,57 +249,7 @@ def _summary(event: Event) -> str:
     return " ".join(bits)
 
 
-@journal.command("list")
-@click.option(
-    "--type",
-    "types",
-    multiple=True,
-    type=click.Choice([t.value for t in EventType]),
-    help="Only this event type (repeatable).",
-)
-@click.option("--since", callback=_when, help="From this time (ISO 8601, or a duration ago: 2h).")
-@click.option("--until", callback=_when, help="Before this time (same forms as --since).")
-@click.option(
-    "--limit",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="At most this many (the newest).",
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@journal_option
-@config_option
-def journal_list(
-    types: tuple[str, ...],
-    since: int | None,
-    until: int | None,
-    limit: int,
-    as_json: bool,
-    journal_path: Path | None,
-    config_path: Path | None,
-) -> None:
-    """List recent events, oldest first (the newest LIMIT that match)."""
-    with _open_reader(journal_path, config_path) as reader:
-        events = list(
-            reader.query(
-                types=types, since_ms=since, until_ms=until, limit=limit, newest_first=True
-            )
-        )
-    events.reverse()
-    if as_json:
-        for e in events:
-            click.echo(json.dumps(e.to_dict()))
-        return
-    if not events:
-        click.echo("no events match", err=True)
-        return
-    for e in events:
-        clock = "" if e.clock_synced else " (clock unsynced)"
-        flag = " RECOVERED" if e.recovered else ""
-        click.echo(
-            f"{e.seq:>8}  {_iso(e.occurred_at_ms)}{clock}  {e.type.value:<17} "
-            f"{e.origin.value:<8} {_summary(e)}{flag}"
-        )
+# `journal list` is in gateway/commands/inspect.py, with show, tail, stats, export, chart.
 
 
 @journal.command("pending")
@@ -350,13 +301,44 @@ def _age(ms: int) -> str:
 @journal_option
 @config_option
 def journal_verify(journal_path: Path | None, config_path: Path | None) -> None:
-    """Check the whole hash chain and seq continuity; name the first bad row (exit 1)."""
+    """Check the whole hash chain and seq continuity; name the first bad row (exit 1).
+
+    On a big journal it reports its progress on stderr every 100,000 rows.
+    """
     with _open_reader(journal_path, config_path) as reader:
-        checked, problem = reader.verify()
+        checked, problem = _verify_with_progress(reader)
     if problem is not None:
         click.echo(f"BROKEN after {checked} good rows: {problem}")
         sys.exit(EXIT_REJECTED)
     click.echo(f"ok: {checked} rows, chain and seq intact")
+
+
+VERIFY_PROGRESS_ROWS = 100_000
+
+
+def _verify_with_progress(reader: JournalReader) -> tuple[int, str | None]:
+    """``JournalReader.verify``, with a progress line on stderr every VERIFY_PROGRESS_ROWS."""
+    total = reader.last_seq()
+    if total < VERIFY_PROGRESS_ROWS:
+        return reader.verify()
+    expected_prev = reader.genesis_hash()
+    expected_seq = 1
+    checked = 0
+    started = time.monotonic()
+    for row in reader.chain_rows():
+        problem = check_row(row, expected_seq=expected_seq, expected_prev_hash=expected_prev)
+        if problem is not None:
+            return checked, f"seq {row.seq}: {problem}"
+        checked += 1
+        expected_seq = row.seq + 1
+        expected_prev = row.hash
+        if checked % VERIFY_PROGRESS_ROWS == 0:
+            rate = checked / max(1e-9, time.monotonic() - started)
+            click.echo(
+                f"verify: {checked:,}/{total:,} rows ({checked / total:.0%}, {rate:,.0f}/s)",
+                err=True,
+            )
+    return checked, None
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -385,3 +367,11 @@ def config_show(config_path: Path | None) -> None:
 
 
 # --- commands defined in gateway/commands/ (one line each) ----------------------------------
+from gateway.commands import inspect as _inspect  # noqa: E402 - needs the helpers above
+
+for _command in _inspect.COMMANDS:  # list, show, tail, stats, export, chart
+    journal.add_command(_command)
+
+from gateway.commands.demo import demo  # noqa: E402
+
+main.add_command(demo)

@@ -233,6 +233,13 @@ class JournalReader:
         ).fetchone()
         return None if row is None else _row_to_event(row)
 
+    def seq_of(self, event_id: str) -> int | None:
+        """The seq of the event with this id (event_id is unique, so indexed)."""
+        row = self._conn.execute(
+            "SELECT seq FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def read_after(
         self, after_seq: int, limit: int = 500, *, upto: int | None = None
     ) -> list[Event]:

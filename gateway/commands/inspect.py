@@ -1,0 +1,556 @@
+"""``fmfb journal list | show | tail | stats | export | chart``: reading the journal.
+
+Every command opens the journal read-only (``JournalReader``): on a journal the daemon is
+writing (WAL: a reader never blocks the writer, and no read transaction is held between
+statements) or on a copied file (``--journal FILE``). They share one set of filters.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import click
+
+from gateway.chain import row_hash
+from gateway.chart import render_html
+from gateway.cli import (
+    EXIT_REJECTED,
+    _fail,
+    _iso,
+    _open_reader,
+    _summary,
+    _when,
+    config_option,
+    journal_option,
+)
+from gateway.events import Event, EventType, Origin, canonical_json
+from gateway.journal import JournalReader
+from gateway.stats import BOWLS, Stats, day_of, days_between, fold
+
+CSV_COLUMNS = (
+    "seq",
+    "event_id",
+    "type",
+    "occurred_at",
+    "clock_synced",
+    "origin",
+    "recovered",
+    "payload",
+    "hash",
+)
+
+_TIME_NOTE = (
+    "Times are as each event recorded them and may be wrong for events journaled while the "
+    "clock was not synchronised; seq, not time, is the journal's order."
+)
+
+
+# --- filters shared by list, tail, stats, export and chart ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    types: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    from_seq: int | None = None
+    to_seq: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def matches(self, e: Event) -> bool:
+        return (
+            (not self.types or e.type.value in self.types)
+            and (not self.origins or e.origin.value in self.origins)
+            and (self.from_seq is None or e.seq >= self.from_seq)
+            and (self.to_seq is None or e.seq <= self.to_seq)
+            and (self.since_ms is None or e.occurred_at_ms >= self.since_ms)
+            and (self.until_ms is None or e.occurred_at_ms < self.until_ms)
+        )
+
+    def events(
+        self, reader: JournalReader, *, newest_first: bool = False, limit: int | None = None
+    ) -> Iterator[Event]:
+        """Matching events in seq order (or newest first), at most ``limit``."""
+        rows = reader.query(
+            types=self.types,
+            since_ms=self.since_ms,
+            until_ms=self.until_ms,
+            from_seq=self.from_seq,
+            to_seq=self.to_seq,
+            newest_first=newest_first,
+            limit=None if self.origins else limit,  # origin is filtered here, not in SQL
+        )
+        n = 0
+        for e in rows:
+            if self.origins and e.origin.value not in self.origins:
+                continue
+            yield e
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+
+_FILTER_OPTIONS = (
+    click.option(
+        "--type",
+        "types",
+        multiple=True,
+        type=click.Choice([t.value for t in EventType]),
+        help="Only events of this type (repeatable).",
+    ),
+    click.option(
+        "--origin",
+        "origins",
+        multiple=True,
+        type=click.Choice([o.value for o in Origin]),
+        help="Only events from this origin (repeatable).",
+    ),
+    click.option("--from-seq", type=click.IntRange(min=1), help="Only seq >= this."),
+    click.option("--to-seq", type=click.IntRange(min=1), help="Only seq <= this."),
+    click.option(
+        "--since",
+        callback=_when,
+        help="Only events recorded at or after this time (ISO 8601, no zone = UTC; or a "
+        "duration ago: 90m, 2h, 7d). " + _TIME_NOTE,
+    ),
+    click.option("--until", callback=_when, help="Only events recorded before this time."),
+)
+
+
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared filters; the command receives them as one ``filters`` argument."""
+
+    @functools.wraps(f)
+    def wrapper(
+        *args: Any,
+        types: tuple[str, ...],
+        origins: tuple[str, ...],
+        from_seq: int | None,
+        to_seq: int | None,
+        since: int | None,
+        until: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        filters = Filters(types, origins, from_seq, to_seq, since, until)
+        return f(*args, filters=filters, **kwargs)
+
+    for option in reversed(_FILTER_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+
+
+def _row(e: Event) -> str:
+    clock = "" if e.clock_synced else " (clock unsynced)"
+    flag = " RECOVERED" if e.recovered else ""
+    return (
+        f"{e.seq:>8}  {_iso(e.occurred_at_ms)}{clock}  {e.type.value:<17} "
+        f"{e.origin.value:<8} {_summary(e)}{flag}"
+    )
+
+
+def _emit(e: Event, as_json: bool) -> None:
+    click.echo(json.dumps(e.to_dict()) if as_json else _row(e))
+
+
+def rfc3339(ms: int) -> str:
+    """``2026-11-28T01:10:08.123Z``."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _last_days(filters: Filters, days: int | None, now_ms: int) -> tuple[Filters, list[str]]:
+    """With ``--days N``: the last N UTC days (today included), as a since-filter and a list."""
+    if days is None:
+        return filters, []
+    today = datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
+    first = today - timedelta(days=days - 1)
+    start_ms = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) * 1000
+    since = start_ms if filters.since_ms is None else max(start_ms, filters.since_ms)
+    return (
+        dataclasses.replace(filters, since_ms=since),
+        days_between(first.isoformat(), today.isoformat()),
+    )
+
+
+# --- list ----------------------------------------------------------------------------------
+
+
+@click.command("list")
+@filter_options
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many (the newest that match).",
+)
+@json_option
+@journal_option
+@config_option
+def journal_list(
+    filters: Filters,
+    limit: int,
+    as_json: bool,
+    journal_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """List events, oldest first (the newest LIMIT that match the filters).
+
+    Columns: seq, recorded time (UTC), type, origin, summary. The order is seq.
+    """
+    with _open_reader(journal_path, config_path) as reader:
+        events = list(filters.events(reader, newest_first=True, limit=limit))
+    events.reverse()
+    if not events and not as_json:
+        click.echo("no events match", err=True)
+    for e in events:
+        _emit(e, as_json)
+
+
+# --- show ----------------------------------------------------------------------------------
+
+
+def _find(reader: JournalReader, ref: str) -> Event | None:
+    if ref.isdigit():
+        return reader.get(int(ref))
+    seq = reader.seq_of(ref)
+    return None if seq is None else reader.get(seq)
+
+
+def _checks(reader: JournalReader, e: Event) -> tuple[bool, bool]:
+    """(its fields hash to its stored hash, its prev_hash is the previous row's hash)."""
+    row = next(reader.chain_rows(after_seq=e.seq - 1))
+    hash_ok = row.seq == e.seq and row_hash(row) == row.hash
+    if e.seq == 1:
+        expected_prev = reader.genesis_hash()
+    else:
+        before = reader.get(e.seq - 1)
+        expected_prev = "" if before is None else before.hash
+    return hash_ok, expected_prev == e.prev_hash
+
+
+@click.command("show")
+@click.argument("ref", metavar="SEQ|EVENT_ID")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, with the checks.")
+@journal_option
+@config_option
+def journal_show(
+    ref: str, as_json: bool, journal_path: Path | None, config_path: Path | None
+) -> None:
+    """Show one event in full: envelope, payload, hash, prev hash, and whether they check out.
+
+    Exit status: 0 shown and its hash checks out, 1 its hash or link does not, 2 no such event.
+    """
+    with _open_reader(journal_path, config_path) as reader:
+        e = _find(reader, ref.strip())
+        if e is None:
+            _fail(f"no event {ref!r} in {reader.path}")
+        hash_ok, link_ok = _checks(reader, e)
+    if as_json:
+        click.echo(json.dumps({**e.to_dict(), "hash_ok": hash_ok, "link_ok": link_ok}))
+    else:
+        clock = "synchronised" if e.clock_synced else "NOT synchronised (the time may be wrong)"
+        for key, value in (
+            ("seq", e.seq),
+            ("event_id", e.event_id),
+            ("type", e.type.value),
+            ("occurred_at", f"{rfc3339(e.occurred_at_ms)}  ({e.occurred_at_ms} ms)"),
+            ("clock", clock),
+            ("origin", e.origin.value),
+            ("recovered", "yes: acted on before it was durable" if e.recovered else "no"),
+            ("prev_hash", e.prev_hash),
+            ("hash", e.hash),
+            ("hash check", "ok" if hash_ok else "MISMATCH: its fields do not hash to it"),
+            ("chain link", "ok" if link_ok else "BROKEN: prev_hash is not the previous hash"),
+        ):
+            click.echo(f"{key:<12} {value}")
+        click.echo("payload")
+        for line in json.dumps(e.payload.to_dict(), indent=2, sort_keys=True).splitlines():
+            click.echo(f"  {line}")
+    if not (hash_ok and link_ok):
+        sys.exit(EXIT_REJECTED)
+
+
+# --- tail ----------------------------------------------------------------------------------
+
+
+def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("tail")
+@click.option(
+    "-n", "--lines", default=10, show_default=True, type=click.IntRange(min=0), help="Show N."
+)
+@click.option(
+    "-f", "--follow", is_flag=True, help="Then print new events as they are journaled (Ctrl-C)."
+)
+@click.option(
+    "--interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between polls when following.",
+)
+@filter_options
+@json_option
+@journal_option
+@config_option
+def journal_tail(
+    *,
+    lines: int,
+    follow: bool,
+    interval: float,
+    filters: Filters,
+    as_json: bool,
+    journal_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Print the last N matching events; with -f, follow the journal until Ctrl-C.
+
+    Following polls the read-only journal for seq beyond the last seen: it never blocks the
+    daemon, and stops cleanly on Ctrl-C or SIGTERM (exit 0).
+    """
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with _open_reader(journal_path, config_path) as reader:
+            after = reader.last_seq()
+            upto = after if filters.to_seq is None else min(after, filters.to_seq)
+            head = dataclasses.replace(filters, to_seq=upto)
+            recent = list(head.events(reader, newest_first=True, limit=lines)) if lines else []
+            for e in reversed(recent):
+                _emit(e, as_json)
+            while follow and (filters.to_seq is None or after < filters.to_seq):
+                batch = reader.read_after(after, 1000)
+                if not batch:
+                    time.sleep(interval)
+                    continue
+                for e in batch:
+                    after = e.seq
+                    if filters.matches(e):
+                        _emit(e, as_json)
+    except KeyboardInterrupt:
+        return
+
+
+# --- stats ---------------------------------------------------------------------------------
+
+
+def _duration(ms: int) -> str:
+    s = ms // 1000
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _print_stats(stats: Stats) -> None:
+    if stats.first_seq is None:
+        click.echo("no events match")
+        return
+    click.echo(f"events: {stats.events} (seq {stats.first_seq}-{stats.last_seq})")
+    click.echo("feeds per bowl per UTC day (accepted requests / confirmed dispensed):")
+    click.echo((f"  {'day':<12}" + "".join(f"{b:>10}    " for b in BOWLS)).rstrip())
+    for day in stats.days():
+        cells = "".join(
+            f"{stats.feeds('requested', day, b):>8} / {stats.feeds('dispensed', day, b):<3}"
+            for b in BOWLS
+        )
+        click.echo(f"  {day:<12}{cells}".rstrip())
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejections.items()))
+    click.echo(f"rejections by reason: {rejected or 'none'}")
+    click.echo(f"unconfirmed feeds: {stats.unconfirmed}")
+    points = stats.food_levels
+    click.echo(f"food level: {len(points)} change(s)" + (":" if points else ""))
+    if len(points) > 10:
+        click.echo(f"  ... {len(points) - 10} earlier (--json for all)")
+    for p in points[-10:]:
+        click.echo(f"  {_iso(p.at_ms)}  {p.level:>3}%  (seq {p.seq})")
+    up = stats.uptime
+    if up.fraction is None:
+        click.echo("feeder uptime: unknown (no FeederOnline/FeederOffline)")
+        return
+    known = sum(up.known_ms.values())
+    click.echo(f"feeder uptime: {up.fraction:.1%} online of {_duration(known)} known")
+    for day in sorted(up.known_ms):
+        frac = up.day_fraction(day) or 0.0
+        click.echo(f"  {day}  {frac:6.1%} of {_duration(up.known_ms[day])}")
+
+
+@click.command("stats")
+@click.option(
+    "--days", type=click.IntRange(min=1), help="Only the last N UTC days (today included)."
+)
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@journal_option
+@config_option
+def journal_stats(
+    days: int | None,
+    filters: Filters,
+    as_json: bool,
+    journal_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Feeds per bowl per day, rejections by reason, unconfirmed feeds, food level over time
+    and feeder uptime.
+
+    Feeds are counted per bowl (a feed of both bowls counts once for each), per UTC day of the
+    event's recorded time: accepted = FeedRequested, confirmed = FeedDispensed. Uptime is the
+    share of time the feeder was online, from FeederOnline/FeederOffline, up to now (or
+    --until); time while the gateway was stopped is not counted, nor time before the first
+    FeederOnline/FeederOffline in the range (--days, --since and --from-seq narrow it).
+    """
+    now = _now_ms()
+    filters, _ = _last_days(filters, days, now)
+    end = now if filters.until_ms is None else min(now, filters.until_ms)
+    with _open_reader(journal_path, config_path) as reader:
+        stats = fold(filters.events(reader), end_ms=end)
+    if as_json:
+        click.echo(json.dumps(stats.to_dict()))
+    else:
+        _print_stats(stats)
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+def _write(events: Iterator[Event], fmt: str, out: IO[str]) -> int:
+    n = 0
+    if fmt == "jsonl":
+        for e in events:
+            out.write(json.dumps(e.to_dict()) + "\n")
+            n += 1
+        return n
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for e in events:
+        writer.writerow(
+            (
+                e.seq,
+                e.event_id,
+                e.type.value,
+                rfc3339(e.occurred_at_ms),
+                str(e.clock_synced).lower(),
+                e.origin.value,
+                str(e.recovered).lower(),
+                canonical_json(e.payload.to_dict()),
+                e.hash,
+            )
+        )
+        n += 1
+    return n
+
+
+@click.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: one event object per line (as list --json). csv: seq, event_id, type, "
+    "occurred_at (RFC 3339), clock_synced, origin, recovered, payload (JSON), hash.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (replaced whole when done) [default: stdout].",
+)
+@filter_options
+@journal_option
+@config_option
+def journal_export(
+    fmt: str,
+    out: Path | None,
+    filters: Filters,
+    journal_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Export the matching events, in seq order, as JSONL or CSV."""
+    with _open_reader(journal_path, config_path) as reader:
+        if out is None:
+            _write(filters.events(reader), fmt, sys.stdout)
+            return
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="") as f:
+                n = _write(filters.events(reader), fmt, f)
+            tmp.replace(out)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            _fail(f"cannot write {out}: {e}")
+    click.echo(f"wrote {n} events to {out}", err=True)
+
+
+# --- chart ---------------------------------------------------------------------------------
+
+
+@click.command("chart")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write.",
+)
+@click.option("--days", type=click.IntRange(min=1), help="The last N UTC days (today included).")
+@filter_options
+@journal_option
+@config_option
+def journal_chart(
+    out: Path,
+    days: int | None,
+    filters: Filters,
+    journal_path: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Draw the feeding history to one self-contained HTML file (inline SVG, no scripts).
+
+    Feeds per bowl per day (accepted requests) as bars, food level over time as a line.
+    """
+    now = _now_ms()
+    filters, shown = _last_days(filters, days, now)
+    end = now if filters.until_ms is None else min(now, filters.until_ms)
+    with _open_reader(journal_path, config_path) as reader:
+        stats = fold(filters.events(reader), end_ms=end)
+        title = f"Feeding history: {reader.path.name}"
+    html = render_html(stats, days=shown or None, title=title)
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        _fail(f"cannot write {out}: {e}")
+    n_days = len(shown or stats.days())
+    click.echo(
+        f"wrote {out.resolve()} ({n_days} days, {stats.events} events, "
+        f"{len(stats.food_levels)} food level points; as of {day_of(now)})"
+    )
+
+
+# What gateway/cli.py registers under `fmfb journal` (typed here: mypy cannot infer decorated
+# commands across the cli <-> inspect import cycle).
+COMMANDS: tuple[click.Command, ...] = (
+    journal_list,
+    journal_show,
+    journal_tail,
+    journal_stats,
+    journal_export,
+    journal_chart,
+)
