@@ -26,6 +26,8 @@ BENCHES = (
     "idle_rss",
     "eventbridge_drain",
     "iot_core_drain",
+    "verify_and_project",
+    "startup",
 )
 
 
@@ -124,7 +126,7 @@ def summary_rows(results: dict[str, dict[str, Any] | None]) -> list[list[Any]]:
                 "",
             ]
         )
-    for name in ("eventbridge_drain", "iot_core_drain"):
+    for name in ("eventbridge_drain", "iot_core_drain", "verify_and_project", "startup"):
         figures = results.get(name)
         if figures:
             ratios = {k: v for k, v in figures.items() if "ratio" in k}

@@ -375,3 +375,11 @@ for _command in _inspect.COMMANDS:  # list, show, tail, stats, export, chart
 from gateway.commands.demo import demo  # noqa: E402
 
 main.add_command(demo)
+
+from gateway.commands.project import project  # noqa: E402
+
+main.add_command(project)
+
+from gateway.commands.replay import replay  # noqa: E402
+
+main.add_command(replay)

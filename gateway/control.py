@@ -6,6 +6,7 @@ JSON object per line in, one JSON object per line out::
     {"op": "feed", "bowls": ["left"], "portion_ms": 5000}   -> {"ok": true, "event": {...}}
     {"op": "press", "button": "kitchen", "click": "SINGLE"} -> {"ok": true, "event": {...}}
     {"op": "status"}                                        -> {"ok": true, "status": {...}}
+    {"op": "expect-echoes", "seqs": [12, 13]}               -> {"ok": true, "credits": 1}
     anything malformed                                      -> {"ok": false, "error": "..."}
 
 The answer to a feed or press comes once its event is durable (or held, if the disk refused
@@ -31,6 +32,7 @@ from gateway.intake import FeedCommand, Intake
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 4096
+MAX_ECHO_SEQS = 100
 
 
 class ControlServer:
@@ -120,7 +122,14 @@ class ControlServer:
             click = parse_enum(ClickType, "click", require(request, "click", str).upper())
             event = await self.intake.click_nowait(button, click)
             return {"ok": True, "event": event.to_dict(), "held": event.held}
-        raise PayloadError("op", f"unknown operation {op!r} (feed, press, status)")
+        if op == "expect-echoes":
+            seqs = require(request, "seqs", list)
+            if len(seqs) > MAX_ECHO_SEQS or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in seqs
+            ):
+                raise PayloadError("seqs", f"a list of at most {MAX_ECHO_SEQS} positive seqs")
+            return {"ok": True, "credits": self.intake.expect_echoes(seqs)}
+        raise PayloadError("op", f"unknown operation {op!r} (feed, press, status, expect-echoes)")
 
 
 def _portion(request: Mapping[str, Any]) -> int | None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.cloud_event import click_type_of
 from gateway.config import FeedingConfig
 from gateway.echo import EchoLedger
 from gateway.events import (
@@ -146,6 +148,20 @@ class Intake:
             return self._append(rejected, Origin.CLOUD, now, event_id)
         return self.request_feed_nowait(feed)
 
+    def expect_echoes(self, seqs: Sequence[int]) -> int:
+        """Leave an echo credit for each button event among ``seqs``: ``fmfb replay`` is about
+        to send them to EventBridge, where a rule like the published one may turn each into a
+        command. Returns how many credits were left."""
+        now = self.clock.now_ms()
+        left = 0
+        for seq in seqs:
+            event = self.journal.get(seq)
+            click = None if event is None else click_type_of(event)
+            if event is not None and click is not None:
+                self.echoes.forwarded(click, event.occurred_at_ms, now)
+                left += 1
+        return left
+
     # --- everything else -------------------------------------------------------------------
 
     def record_nowait(self, payload: Payload, origin: Origin) -> asyncio.Future[Event]:
@@ -189,8 +205,6 @@ def fold_recent_state(journal: Journal, window_ms: int, now_ms: int) -> GatewayS
 def rebuild_echoes(journal: Journal, echoes: EchoLedger, *, upto_seq: int, now_ms: int) -> None:
     """Leave an echo credit for each button event already sent to EventBridge (seq up to
     ``upto_seq``) within the echo window, so an echo arriving after a restart is still one."""
-    from gateway.cloud_event import click_type_of  # noqa: PLC0415 - start-up only
-
     for event in journal.recent(since_ms=now_ms - echoes.window_ms):
         if event.seq > upto_seq:
             break

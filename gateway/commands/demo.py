@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import itertools
 import json
 import logging
@@ -202,12 +203,14 @@ def _memoise_jsonpath() -> None:
     """moto builds a JSONPath parser (yacc tables) several times for every event it hands to a
     target: about 10 events/s. The parsed expressions are immutable, so cache them."""
     try:
-        import jsonpath_ng.ext  # type: ignore[import-untyped]  # noqa: PLC0415 - moto's
+        # import_module: a plain module object, typed alike whether or not the installed
+        # jsonpath_ng ships type information.
+        ext: Any = importlib.import_module("jsonpath_ng.ext")
     except ImportError:
         return
-    parse = jsonpath_ng.ext.parse
+    parse = ext.parse
     if not hasattr(parse, "cache_info"):
-        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(parse)
+        ext.parse = functools.lru_cache(maxsize=1024)(parse)
 
 
 class LocalCloud:

@@ -1,0 +1,162 @@
+"""Replay: any range of the journal sent again, in seq order, marked as a replay. Pure parts.
+
+``fmfb replay`` (``gateway.commands.replay``) reads the journal read-only and sends each
+selected event to one target — EventBridge (any bus), IoT Core, or a JSONL file — with
+``cloud_detail(..., replay=ReplayMark(name))``: the detail carries ``"replay": {"name",
+"original-seq", "original-time-ms"}`` besides the event's own seq and time.
+
+**A replay never feeds.** It is a separate process that only reads the journal: it never
+appends an event, never goes to the local feeder sink (``cat-feeder/action`` on the local
+broker) and never enters the intake, so a replayed ``FeedRequested`` is a record, not a
+command. Towards the cloud it is sent with its own EventBridge source by default
+(``<source>.replay``), so a rule like the published one — which turns every event of the live
+source into a command on ``cat-feeder/action`` — does not match replays; a person who sends
+replays with the live source to a bus that has such a rule is told so.
+
+A replay is a named cursor: its position is the row ``replay:<name>`` of the journal's
+``cursors`` table, the last seq it has finished, written by the replay process itself in its
+own short transactions after each batch the target accepted (the daemon never moves it). A
+killed replay run again with the same name continues after that seq: nothing is missed and
+order is kept; the batch in flight at the kill may arrive twice (``original-seq`` and
+``event-id`` let a receiver drop the copy).
+
+The range: ``--from-seq/--to-seq`` (inclusive), ``--since/--until`` (recorded time; seq is the
+order), ``--type`` (repeatable). The end is fixed when a run starts (``--to-seq``, else the
+journal's last seq then), so a replay of a live journal finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.cloud_event import ReplayMark, cloud_detail
+from gateway.events import Event
+
+CURSOR_PREFIX: Final = "replay:"
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REPLAY_SOURCE_SUFFIX: Final = ".replay"
+
+
+class ReplayUsageError(ValueError):
+    """A replay asked for in a way that cannot work (the message says why)."""
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ReplayUsageError(
+            f"replay name {name!r}: 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+def cursor_name(name: str) -> str:
+    """The replay's row in the journal's cursors table."""
+    return CURSOR_PREFIX + check_name(name)
+
+
+def mark(name: str) -> ReplayMark:
+    return ReplayMark(check_name(name))
+
+
+def replay_source(live_source: str) -> str:
+    """The default EventBridge source of replays: the live one plus ``.replay``."""
+    return live_source + REPLAY_SOURCE_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: str  # "eventbridge" | "iot-core" | "jsonl"
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return f"jsonl:{self.path}" if self.kind == "jsonl" else self.kind
+
+
+def parse_target(text: str) -> Target:
+    if text in ("eventbridge", "iot-core"):
+        return Target(text)
+    if text.startswith("jsonl:") and len(text) > len("jsonl:"):
+        return Target("jsonl", Path(text[len("jsonl:") :]))
+    raise ReplayUsageError(f"--to {text!r}: use eventbridge, iot-core or jsonl:PATH")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which events a replay sends (every bound inclusive except ``until_ms``)."""
+
+    from_seq: int | None = None
+    to_seq: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.from_seq is not None and self.from_seq < 1:
+            raise ReplayUsageError("--from-seq starts at 1")
+        if self.from_seq is not None and self.to_seq is not None and self.to_seq < self.from_seq:
+            raise ReplayUsageError("--to-seq is before --from-seq")
+
+    def start_after(self, cursor: int | None) -> int:
+        """The seq a run reads after: the cursor, or just before ``from_seq`` if later."""
+        floor = 0 if self.from_seq is None else self.from_seq - 1
+        return max(floor, cursor or 0)
+
+    def end(self, last_seq: int) -> int:
+        """The last seq a run may send, fixed when it starts."""
+        return last_seq if self.to_seq is None else min(self.to_seq, last_seq)
+
+    def selects(self, event: Event) -> bool:
+        return (
+            (self.from_seq is None or event.seq >= self.from_seq)
+            and (self.to_seq is None or event.seq <= self.to_seq)
+            and (self.since_ms is None or event.occurred_at_ms >= self.since_ms)
+            and (self.until_ms is None or event.occurred_at_ms < self.until_ms)
+            and (not self.types or event.type.value in self.types)
+        )
+
+    def where(self, after: int, end: int) -> tuple[str, list[Any]]:
+        """SQL condition and arguments for the selected events in (after, end]."""
+        clauses = ["seq > ?", "seq <= ?"]
+        args: list[Any] = [after, end]
+        if self.since_ms is not None:
+            clauses.append("occurred_at_ms >= ?")
+            args.append(self.since_ms)
+        if self.until_ms is not None:
+            clauses.append("occurred_at_ms < ?")
+            args.append(self.until_ms)
+        if self.types:
+            clauses.append(f"type IN ({','.join('?' * len(self.types))})")
+            args.extend(self.types)
+        return " AND ".join(clauses), args
+
+
+def replay_detail(event: Event, gateway_id: str, name: str) -> dict[str, Any]:
+    """What every target receives for ``event``: the cloud detail, marked."""
+    return cloud_detail(event, gateway_id, mark(name))
+
+
+def jsonl_line(event: Event, gateway_id: str, name: str) -> str:
+    """One line of a JSONL replay (no newline inside: compact JSON)."""
+    return json.dumps(
+        replay_detail(event, gateway_id, name), separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def progress_line(name: str, sent: int, total: int, seq: int, end: int) -> str:
+    pct = 100.0 if total == 0 else 100.0 * sent / total
+    return f"replay {name}: {sent}/{total} events ({pct:.0f}%), at seq {seq} of {end}"
+
+
+def is_replay_cursor(sink: str) -> bool:
+    return sink.startswith(CURSOR_PREFIX)
+
+
+def names_of(sinks: Sequence[str]) -> list[str]:
+    """The replay names among cursor rows."""
+    return [s[len(CURSOR_PREFIX) :] for s in sinks if is_replay_cursor(s)]
