@@ -88,7 +88,7 @@ def make_config(tmp_path: Path, endpoint: str, **eventbridge: Any) -> Config:
                 "eventbridge": {
                     "endpoint_url": endpoint,
                     "max_attempts": 2,
-                    "timeout_s": 3.0,
+                    "timeout_s": 15.0,  # generous: a slow CI machine must not turn into a retry
                     **eventbridge,
                 }
             },

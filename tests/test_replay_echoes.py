@@ -8,6 +8,7 @@ published Lambda's id-less command for it is journaled as rejected (``echo``) an
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ def published_lambda_command(event_time_ms: int, click: ClickType) -> RemoteComm
 
 
 async def test_a_replayed_press_coming_back_as_a_command_is_an_echo(tmp_path, broker, moto):
-    feeds = moto.setup_feeds()  # the live bus, the published rule `feeds`, an SQS target
+    # A bus of its own (moto keeps one state per process), the published rule `feeds`, and an
+    # SQS target.
+    feeds = moto.setup_feeds(bus=f"feedmyfurbabies-{uuid.uuid4().hex[:8]}")
     config = config_for(tmp_path, broker, moto)
     async with running(config) as daemon:
         assert daemon.intake is not None
