@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from gateway import __version__
+from gateway.commands.options import config_option, journal_option
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, ControlError, GatewayError, JournalError
 from gateway.events import Bowl, ClickType, Event, EventType
@@ -43,16 +44,6 @@ def _config(path: Path | None) -> Config:
         return load_config(path)
     except ConfigError as e:
         _fail(str(e))
-
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="FMFB_CONFIG",
-    help="TOML config file [env FMFB_CONFIG; default /etc/fmfb/config.toml if it exists, "
-    "else embedded defaults].",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -190,14 +181,6 @@ def journal() -> None:
     The journal's order is seq, not time: the Pi has no real-time clock, and each event records
     whether its clock was synchronised. Time filters use each event's recorded time.
     """
-
-
-journal_option = click.option(
-    "--journal",
-    "journal_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Journal file to read [default: the configured one].",
-)
 
 
 def _open_reader(journal_path: Path | None, config_path: Path | None) -> JournalReader:

@@ -32,9 +32,8 @@ from gateway.cli import (
     _open_reader,
     _summary,
     _when,
-    config_option,
-    journal_option,
 )
+from gateway.commands.options import config_option, journal_option
 from gateway.events import Event, EventType, Origin, canonical_json
 from gateway.journal import JournalReader
 from gateway.stats import BOWLS, Stats, day_of, days_between, fold

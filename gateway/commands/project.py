@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from gateway.commands.options import config_option, journal_option
 from gateway.errors import GatewayError
 from gateway.projections import Projection, Runner
 from gateway.projections.feeding_history import PROJECTION as FEEDING_HISTORY
@@ -52,19 +53,8 @@ def _command(name: str, projection: Projection) -> click.Command:
     )
     @click.option("--rebuild", is_flag=True, help="Start the file over from the first event.")
     @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-    @click.option(
-        "--journal",
-        "journal_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Journal file to read [default: the configured one].",
-    )
-    @click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="FMFB_CONFIG",
-        help="TOML config file [env FMFB_CONFIG].",
-    )
+    @journal_option
+    @config_option
     def build(
         *,
         out: Path,

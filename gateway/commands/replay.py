@@ -20,6 +20,7 @@ from typing import IO, Any, Final
 
 import click
 
+from gateway.commands.options import config_option, journal_option
 from gateway.config import Config
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
@@ -394,19 +395,8 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
     help="Entries per PutEvents call.",
 )
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-@click.option(
-    "--journal",
-    "journal_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Journal file to read [default: the configured one].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="FMFB_CONFIG",
-    help="TOML config file [env FMFB_CONFIG].",
-)
+@journal_option
+@config_option
 def replay(  # noqa: PLR0917 - one parameter per option
     target_text: str,
     name: str,
