@@ -489,6 +489,7 @@ class Journal(JournalReader):
         self._recent: deque[Event] = deque(maxlen=self.RECENT_EVENTS)
         self._lock = threading.Lock()
         self._failing = False
+        self._commit_failed = False  # writer thread only
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -849,7 +850,8 @@ class Journal(JournalReader):
         now_ms = time.time_ns() // 1_000_000
         try:
             conn.execute("BEGIN IMMEDIATE")
-            written = self._already_committed(conn, items)
+            # Only a commit that reported failure can have reached the disk regardless.
+            written = self._already_committed(conn, items) if self._commit_failed else []
             prev = written[-1][2] if written else self._tail_hash
             rows = []
             with self._lock:
@@ -903,10 +905,12 @@ class Journal(JournalReader):
                 )
             conn.execute("COMMIT")
         except sqlite3.Error:
+            self._commit_failed = True
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
         self._tail_hash = prev
+        self._commit_failed = False
         return written
 
     def _already_committed(
