@@ -30,6 +30,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
+from inprocess import journaled, running
 from mosquitto import Mosquitto, Tls
 from mqtt_probe import Received, Subscriber, task_stacks, until
 from paho.mqtt.packettypes import PacketTypes
@@ -772,31 +773,10 @@ def requests_in_file(config: Config) -> list[FeedRequested]:
 async def gateway_running(config: Config) -> AsyncIterator[tuple[Daemon, IotCoreSink]]:
     """A whole daemon in this loop (it wires the IoT Core sink from ``[cloud.iot_core]``), its
     IoT Core sink subscribed; stopped as SIGTERM would."""
-    daemon = Daemon(config)
-    task = asyncio.create_task(daemon.run(), name="daemon-under-test")
-    ready = asyncio.create_task(daemon.ready.wait())
-    await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    if not daemon.ready.is_set():
-        ready.cancel()
-        if task.done():
-            task.result()
-        task.cancel()
-        raise AssertionError("the daemon did not become ready within 10 s")
-    try:
+    async with running(config) as daemon:
         sink = next(s for s in daemon.sinks if isinstance(s, IotCoreSink))
         await until(lambda: sink.subscribed, WITHIN, "the IoT Core sink's subscription")
         yield daemon, sink
-    finally:
-        daemon.stopping.set()
-        await asyncio.wait({task}, timeout=15)
-        if not task.done():
-            raise AssertionError(f"the daemon did not stop within 15 s:\n{task_stacks()}")
-        assert task.result() == 0
-
-
-def journaled(daemon: Daemon, *types: EventType) -> list[Event]:
-    assert daemon.journal is not None
-    return list(daemon.journal.query(types=[t.value for t in types]))
 
 
 async def sentinel(daemon: Daemon, feeder: Subscriber, seen: int) -> list[dict[str, Any]]:
