@@ -536,7 +536,9 @@ async def test_refused_link_goes_offline_and_catches_up(
         assert status.last_error.startswith("offline:")
         assert status.cursor == 0
         assert status.backlog == 20
-        await asyncio.sleep(0.5)  # a few rounds of the outage loop
+        # A few rounds of the outage loop, and the cursor has not moved.
+        failed = sink.counters.failed_calls
+        await until(lambda: sink.counters.failed_calls >= failed + 2, what="two more attempts")
         assert sink.cursor == 0
         assert proxy.counts["put_events"] == 0
         await asyncio.to_thread(moto.drain, feeds)
@@ -573,6 +575,7 @@ async def test_held_events_are_sent_only_once_durable(
         assert any(e.held for e in held), "the disk limit never bit"
         first_held = next(e.seq for e in held if e.held)
         await until(lambda: sink.cursor >= first_held - 1, what="the durable events to go")
+        # Proving an absence: give the sink time in which it could (wrongly) send a held event.
         await asyncio.sleep(0.5)
         await asyncio.to_thread(moto.drain, feeds)
         assert max(seqs(feeds.seen)) < first_held
