@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 # Nothing in the tests may leave loopback: boto3's credential chain would otherwise ask the
 # EC2 instance-metadata address. Set before any test module imports boto3.
@@ -45,3 +46,32 @@ def broker_session() -> Iterator[Mosquitto]:
         yield mosquitto
     finally:
         mosquitto.close()
+
+
+# --- the local AWS: moto's server, the published rule, a fault proxy in front ------------------
+# Imported inside the fixtures: only the cloud tests pay for boto3 and moto.
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Any]:
+    """moto's server on a free loopback port, for one test module (a module may override it)."""
+    from moto_server import MotoServer  # noqa: PLC0415
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def feeds(moto: Any) -> Any:
+    """A clean moto: the bus feedmyfurbabies, the rule feeds and an SQS target."""
+    moto.reset()
+    return moto.setup_feeds()
+
+
+@pytest.fixture
+def proxy(moto: Any) -> Iterator[Any]:
+    """A fault-injecting HTTP proxy in front of moto."""
+    from fault_proxy import FaultProxy  # noqa: PLC0415
+
+    with FaultProxy(moto.url) as p:
+        yield p

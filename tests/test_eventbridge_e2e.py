@@ -14,7 +14,6 @@ journal.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,24 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 PRESSES = 3_000
 CLICKS = ("SINGLE", "DOUBLE", "LONG")
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def feeds(moto: MotoServer) -> Feeds:
-    moto.reset()
-    return moto.setup_feeds()
-
-
-@pytest.fixture
-def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(moto.url) as p:
-        yield p
 
 
 class Drainer:

@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from e2e_probe import Probe
 from fault_proxy import HTTP_500, THROTTLE, FaultProxy, Reset, Status, fail_indices
 from mosquitto import Mosquitto
 from moto_server import Feeds, MotoServer, seqs
+from mqtt_probe import until as probe_until
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
@@ -57,24 +58,6 @@ BUTTON = "kitchen"
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def feeds(moto: MotoServer) -> Feeds:
-    moto.reset()
-    return moto.setup_feeds()
-
-
-@pytest.fixture
-def proxy(moto: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(moto.url) as p:
-        yield p
 
 
 def make_config(tmp_path: Path, endpoint: str, **eventbridge: Any) -> Config:
@@ -171,14 +154,8 @@ async def harness(config: Config) -> AsyncIterator[Harness]:
 
 
 async def until(predicate: Callable[[], T], within: float = 20.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    """mqtt_probe's until, with this file's longer default (moto is slow on a loaded CI)."""
+    return await probe_until(predicate, within, what)
 
 
 async def arrived(

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,12 +129,6 @@ def test_jsonl_replay_by_range_and_type_resumes(tmp_path: Path) -> None:
 
 
 # --- EventBridge (moto) ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 def replay_bus(moto: MotoServer) -> Feeds:
