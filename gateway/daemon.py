@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -261,16 +262,7 @@ class Daemon:
                 "held": journal.health.held if journal else 0,
                 "last_error": journal.health.last_error if journal else None,
             },
-            "sinks": [
-                {
-                    "name": s.status().name,
-                    "connected": s.status().connected,
-                    "cursor": s.status().cursor,
-                    "backlog": s.status().backlog,
-                    "last_error": s.status().last_error,
-                }
-                for s in self.sinks
-            ],
+            "sinks": [dataclasses.asdict(s.status()) for s in self.sinks],
             "feeder": {
                 "online": state.feeder_online if state else None,
                 "food_level": state.food_level if state else None,
