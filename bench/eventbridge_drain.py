@@ -250,7 +250,7 @@ def make_config(state_dir: Path, endpoint: str) -> Config:
 
 def batches_of(journal_path: Path, config: Config) -> list[list[dict[str, Any]]]:
     """The requests the sink sends, built from the journal (for the bare loop, untimed)."""
-    eb = config.cloud.eventbridge
+    eb = config.sinks.eventbridge
     assert eb is not None
     spec = EntrySpec(bus=eb.bus, source=eb.source, gateway_id=config.gateway_id)
     with JournalReader.open(journal_path) as reader:
@@ -307,7 +307,7 @@ async def sink_drain(master: Path, workdir: Path, endpoint: str, last_seq: int) 
 def new_client(config: Config) -> Any:
     from botocore.config import Config as BotoConfig  # noqa: PLC0415 - as the sink does
 
-    eb = config.cloud.eventbridge
+    eb = config.sinks.eventbridge
     assert eb is not None
     return aws_session(config.cloud).client(
         "events",

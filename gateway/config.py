@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     ValidationError,
     field_validator,
@@ -159,12 +160,6 @@ class ButtonsConfig(_Section):
         return self
 
 
-class SinksConfig(_Section):
-    # The feeder sink starts at the journal's tail the first time it runs: old requests are
-    # history, not commands.
-    feeder: StrictBool = True
-
-
 class AwsConfig(_Section):
     """How the cloud sinks reach AWS (or a local emulator)."""
 
@@ -189,23 +184,45 @@ class CredentialsProviderConfig(_Section):
 
 
 EventTypeList = list[EventType] | None
+Seconds = Annotated[float, Field(strict=True, gt=0, le=3600, allow_inf_nan=False)]
 
 
-class EventBridgeConfig(_Section):
+class SinkSettings(_Section):
+    """What every sink section has: see docs/architecture.md, "Sinks"."""
+
     enabled: StrictBool = True
-    bus: str = "feedmyfurbabies"
-    source: str = "com.feedmyfurbabies"
     # None: every event type. A list sends only those (the cursor passes over the rest).
     event_types: EventTypeList = None
-    endpoint_url: str | None = None  # a local emulator (moto) instead of AWS
     # "beginning": a new sink is hydrated with the whole history; "tail": only what comes next.
     start: Literal["beginning", "tail"] = "beginning"
+    # The outage loop around deliveries: exponential back-off with jitter between these.
+    retry_min_s: Seconds = 1.0
+    retry_max_s: Seconds = 15.0
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> Self:
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
+
+
+class FeederSinkConfig(SinkSettings):
+    """The local feeder: FeedRequested events to ``topics.action`` on the local broker."""
+
+    # Old requests are history, not commands: a new feeder cursor starts at the tail.
+    start: Literal["beginning", "tail"] = "tail"
+    event_types: EventTypeList = Field(default_factory=lambda: [EventType.FEED_REQUESTED])
+
+
+class EventBridgeConfig(SinkSettings):
+    bus: str = "feedmyfurbabies"
+    source: str = "com.feedmyfurbabies"
+    endpoint_url: str | None = None  # a local emulator (moto) instead of AWS
     max_attempts: Annotated[int, Field(strict=True, ge=1, le=20)] = 5  # botocore retries/call
     timeout_s: Annotated[float, Field(strict=True, gt=0, le=120, allow_inf_nan=False)] = 10.0
 
 
-class IotCoreConfig(_Section):
-    enabled: StrictBool = True
+class IotCoreConfig(SinkSettings):
     endpoint: Annotated[str, Field(min_length=1)]  # <prefix>-ats.iot.<region>.amazonaws.com
     port: Port = 8883
     cert_file: Path
@@ -215,8 +232,6 @@ class IotCoreConfig(_Section):
     # "{gateway_id}" is replaced by the gateway id.
     topic: str = "feedmyfurbabies/{gateway_id}/events"
     command_topic: str = "cat-feeder/action"  # remote feed commands from the cloud
-    event_types: EventTypeList = None
-    start: Literal["beginning", "tail"] = "beginning"
     # AWS IoT Core allows about 100 publishes per second per connection.
     publish_rate_per_s: Annotated[float, Field(strict=True, gt=0, le=100, allow_inf_nan=False)] = (
         50.0
@@ -225,11 +240,35 @@ class IotCoreConfig(_Section):
     metrics: StrictBool = True
 
 
+class JsonlSinkConfig(SinkSettings):
+    """Every event appended as one JSON line to a file, for log shippers (rotated by size)."""
+
+    path: Path | None = None  # default: <state_dir>/events.jsonl
+    max_bytes: Annotated[int, Field(strict=True, ge=4096)] = 16 * 1024 * 1024
+    keep: Annotated[int, Field(strict=True, ge=0, le=1000)] = 5  # rotated files kept
+
+
+class SinksConfig(_Section):
+    """One section per sink, keyed by the sink's registry name (gateway/sinks/registry.py)."""
+
+    feeder: FeederSinkConfig | None = Field(default_factory=FeederSinkConfig)
+    eventbridge: EventBridgeConfig | None = None
+    iot_core: IotCoreConfig | None = None
+    jsonl: JsonlSinkConfig | None = None
+
+    def configured(self) -> dict[str, SinkSettings]:
+        """The enabled sinks' settings by name, in a stable order."""
+        found: dict[str, SinkSettings] = {}
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if isinstance(section, SinkSettings) and section.enabled:
+                found[name] = section
+        return found
+
+
 class CloudConfig(_Section):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     credentials_provider: CredentialsProviderConfig | None = None
-    eventbridge: EventBridgeConfig | None = None
-    iot_core: IotCoreConfig | None = None
     # An id-less command that echoes one of our own presses back through the published
     # rule and Lambda arrives within this long, or it is taken as a real command.
     echo_window_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 600
@@ -261,6 +300,18 @@ class Config(_Section):
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
 
+    # Sentences naming the keys of an older file that were moved (see MOVED_KEYS).
+    _deprecated: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def deprecated(self) -> list[str]:
+        return list(self._deprecated)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return migrate_old_keys(data)
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
@@ -277,6 +328,57 @@ class Config(_Section):
         return self.control_socket or self.state_dir / "control.sock"
 
 
+# Where keys of older config files went: (old path, new path). Old files keep working; each
+# old key found is named once by `deprecations` (logged at start-up, shown by `config check`).
+MOVED_KEYS: tuple[tuple[str, str], ...] = (
+    ("cloud.eventbridge", "sinks.eventbridge"),
+    ("cloud.iot_core", "sinks.iot_core"),
+)
+
+
+def migrate_old_keys(data: Any) -> Any:
+    """Rewrite the keys of older config files into today's shape (pure; see MOVED_KEYS)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    sinks = data.get("sinks")
+    if isinstance(sinks, dict):
+        sinks = dict(sinks)
+        if isinstance(sinks.get("feeder"), bool):  # `feeder = true` before sink sections
+            sinks["feeder"] = {"enabled": sinks["feeder"]}
+        data["sinks"] = sinks
+    cloud = data.get("cloud")
+    if isinstance(cloud, dict):
+        cloud = dict(cloud)
+        for old, new in MOVED_KEYS:
+            name = old.split(".")[1]
+            if name in cloud:
+                section = cloud.pop(name)
+                target = dict(data.get("sinks") or {})
+                if name in target:
+                    raise ValueError(f"both [{old}] and [{new}] are set: keep only [{new}]")
+                target[name] = section
+                data["sinks"] = target
+        data["cloud"] = cloud
+    return data
+
+
+def deprecations(data: dict[str, Any]) -> list[str]:
+    """A sentence for each key of an older config file that still works but has moved."""
+    found = []
+    sinks = data.get("sinks")
+    if isinstance(sinks, dict) and isinstance(sinks.get("feeder"), bool):
+        found.append(
+            "sinks.feeder = true|false is deprecated: write [sinks.feeder] enabled = true|false"
+        )
+    cloud = data.get("cloud")
+    if isinstance(cloud, dict):
+        for old, new in MOVED_KEYS:
+            if old.split(".")[1] in cloud:
+                found.append(f"[{old}] is deprecated: the same keys now go under [{new}]")
+    return found
+
+
 def _describe(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
@@ -290,9 +392,11 @@ def _describe(e: ValidationError) -> str:
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> Config:
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_describe(e)}") from e
+    config._deprecated = [f"{source}: {d}" for d in deprecations(data)]
+    return config
 
 
 def load_config(path: Path | None) -> Config:

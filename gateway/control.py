@@ -28,6 +28,7 @@ from gateway.counters import InputCounters
 from gateway.errors import ControlError, PayloadError
 from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
 from gateway.intake import FeedCommand, Intake
+from gateway.status import GatewayStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ControlServer:
         path: Path,
         intake: Intake,
         buttons: set[str],
-        status: Callable[[], Mapping[str, Any]],
+        status: Callable[[], GatewayStatus],
         counters: InputCounters,
     ) -> None:
         self.path = path
@@ -105,7 +106,7 @@ class ControlServer:
             raise PayloadError("", "expected a JSON object")
         op = require(request, "op", str)
         if op == "status":
-            return {"ok": True, "status": dict(self.status())}
+            return {"ok": True, "status": self.status().as_json()}
         if op == "feed":
             command = FeedCommand(
                 bowls=parse_bowls(require(request, "bowls", list)),

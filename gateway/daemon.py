@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -41,6 +40,7 @@ from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink
 from gateway.sinks.local_feeder import LocalFeederSink
+from gateway.status import FeederStatus, GatewayStatus, JournalStatus
 
 log = logging.getLogger("gateway.daemon")
 
@@ -85,8 +85,13 @@ def _last_hash_of_damaged(path: Path) -> str:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Clock | None = None, pin_factory: Any = None
+    ) -> None:
+        """``pin_factory``: a gpiozero pin factory to use instead of ``buttons.pin_factory``
+        (an embedding program such as the demo passes a MockFactory and drives its pins)."""
         self.config = config
+        self.pin_factory = pin_factory
         self.clock = clock or SystemClock()
         self.counters = InputCounters()
         self.notifier = Notifier()
@@ -119,7 +124,7 @@ class Daemon:
         state = fold_recent_state(journal, window_ms, now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
         self.intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
-        if cfg.sinks.feeder:
+        if cfg.sinks.feeder is not None and cfg.sinks.feeder.enabled:
             self.sinks.append(LocalFeederSink(cfg, journal, self.intake, self.clock, self.counters))
         self.sinks.extend(self._cloud_sinks())
         # Presses already sent to EventBridge may still echo back after a restart.
@@ -133,7 +138,10 @@ class Daemon:
                 self.counters,
             )
         self.gpio = GpioButtons(
-            cfg.buttons.gpio, cfg.classifier, self.intake, cfg.buttons.pin_factory
+            cfg.buttons.gpio,
+            cfg.classifier,
+            self.intake,
+            self.pin_factory or cfg.buttons.pin_factory,
         )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
         self.control = ControlServer(
@@ -146,12 +154,12 @@ class Daemon:
         assert journal is not None
         assert intake is not None
         sinks: list[Sink] = []
-        eventbridge = cfg.cloud.eventbridge
+        eventbridge = cfg.sinks.eventbridge
         if eventbridge is not None and eventbridge.enabled:
             from gateway.sinks.eventbridge import EventBridgeSink  # noqa: PLC0415 - boto3
 
             sinks.append(EventBridgeSink(cfg, journal, intake, self.clock))
-        iot_core = cfg.cloud.iot_core
+        iot_core = cfg.sinks.iot_core
         if iot_core is not None and iot_core.enabled:
             from gateway.sinks.iot_core import IotCoreSink  # noqa: PLC0415 - awscrt
 
@@ -209,6 +217,10 @@ class Daemon:
     ) -> asyncio.Task[None]:
         return tasks.create_task(coro, name=name)
 
+    def stop(self) -> None:
+        """Ask the daemon to stop as on SIGTERM (``run()`` then returns 0)."""
+        self.stopping.set()
+
     def _on_signal(self, sig: signal.Signals) -> None:
         if not self.stopping.is_set():
             log.info("%s: stopping", sig.name)
@@ -247,28 +259,31 @@ class Daemon:
 
     # --- status ----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GatewayStatus:
         journal = self.journal
         state = self.intake.state if self.intake else None
-        return {
-            "version": __version__,
-            "gateway_id": self.config.gateway_id,
-            "pid": os.getpid(),
-            "journal": {
-                "path": str(journal.path) if journal else None,
-                "seq": journal.visible_seq if journal else 0,
-                "durable_seq": journal.durable_seq if journal else 0,
-                "disk_failing": journal.health.failing if journal else False,
-                "held": journal.health.held if journal else 0,
-                "last_error": journal.health.last_error if journal else None,
-            },
-            "sinks": [dataclasses.asdict(s.status()) for s in self.sinks],
-            "feeder": {
-                "online": state.feeder_online if state else None,
-                "food_level": state.food_level if state else None,
-            },
-            "bad_inputs": dict(self.counters.counts),
-        }
+        return GatewayStatus(
+            version=__version__,
+            gateway_id=self.config.gateway_id,
+            pid=os.getpid(),
+            journal=JournalStatus(
+                path=str(journal.path) if journal else None,
+                seq=journal.visible_seq if journal else 0,
+                durable_seq=journal.durable_seq if journal else 0,
+                disk_failing=journal.health.failing if journal else False,
+                held=journal.health.held if journal else 0,
+                last_error=journal.health.last_error if journal else None,
+            ),
+            feeder=FeederStatus(
+                online=state.feeder_online if state else None,
+                food_level=state.food_level if state else None,
+            ),
+            sinks=tuple(s.status() for s in self.sinks),
+            inputs=tuple(
+                part.status() for part in (self.gpio, self.mqtt_buttons) if part is not None
+            ),
+            bad_inputs=dict(self.counters.counts),
+        )
 
     def status_line(self) -> str:
         """One line for systemd's STATUS: what a person checking `systemctl status` needs."""

@@ -630,8 +630,8 @@ async def test_a_missing_certificate_keeps_the_sink_offline_not_the_daemon_down(
 def test_the_topic_names_the_gateway_and_nothing_else_is_a_placeholder(tmp_path, pki):
     nowhere: Any = SimpleNamespace(port=8883)  # only its port is read
     config = make_config(tmp_path, pki, nowhere, topic="fmfb/{gateway_id}/ev{x}")
-    assert config.cloud.iot_core is not None
-    assert events_topic(config.cloud.iot_core, "gw-7") == "fmfb/gw-7/ev{x}"
+    assert config.sinks.iot_core is not None
+    assert events_topic(config.sinks.iot_core, "gw-7") == "fmfb/gw-7/ev{x}"
 
 
 def test_the_cloud_libraries_are_imported_only_when_the_sink_runs():

@@ -537,7 +537,7 @@ class Demo:
             print(line, file=self.out, flush=True)
 
     def snapshot(self) -> Snapshot:
-        st = self.daemon.status()
+        st = self.daemon.status().as_json()
         sinks = [
             SinkRow(s["name"], s["connected"], s["cursor"], s["backlog"], s["last_error"])
             for s in st["sinks"]
@@ -564,7 +564,7 @@ class Demo:
         )
 
     def sink(self, name: str) -> dict[str, Any]:
-        for s in self.daemon.status()["sinks"]:
+        for s in self.daemon.status().as_json()["sinks"]:
             if s["name"] == name:
                 return dict(s)
         raise DemoError(f"no sink {name!r}")
@@ -677,7 +677,7 @@ class Demo:
 
     def _drained(self) -> tuple[bool, str]:
         self.follow()
-        st = self.daemon.status()
+        st = self.daemon.status().as_json()
         last = st["journal"]["seq"]
         sinks = {s["name"]: s for s in st["sinks"]}
         distinct, in_order, complete = delivery_report(

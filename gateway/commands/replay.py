@@ -179,7 +179,7 @@ class EventBridgeTarget:
 
         from gateway.credentials import aws_session  # noqa: PLC0415
 
-        eb = config.cloud.eventbridge
+        eb = config.sinks.eventbridge
         attempts = 5 if eb is None else eb.max_attempts
         timeout = 10.0 if eb is None else eb.timeout_s
         self.spec = EntrySpec(
@@ -283,7 +283,7 @@ class IotCoreTarget:
 
         from gateway.sinks.iot_core import events_topic  # noqa: PLC0415
 
-        iot = config.cloud.iot_core
+        iot = config.sinks.iot_core
         if iot is None:
             raise ReplayUsageError("--to iot-core needs [cloud.iot_core] in the config")
         self.mqtt5 = mqtt5
@@ -487,7 +487,7 @@ def _open_target(
         return JsonlTarget(target.path, config.gateway_id, name)
     if target.kind == "iot-core":
         return IotCoreTarget(config, name, say)
-    eb = config.cloud.eventbridge
+    eb = config.sinks.eventbridge
     live_bus = "feedmyfurbabies" if eb is None else eb.bus
     live_source = "com.feedmyfurbabies" if eb is None else eb.source
     chosen_source = source or replay_source(live_source)

@@ -22,6 +22,7 @@ from gateway.classifier import ClickClassifier, ClickTimings
 from gateway.config import ClassifierConfig, GpioButtonConfig
 from gateway.events import ClickType
 from gateway.intake import Intake
+from gateway.status import InputStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,10 @@ class GpioButtons:
         buttons: list[GpioButtonConfig],
         timings: ClassifierConfig,
         intake: Intake,
-        pin_factory: str = "auto",
+        pin_factory: Any = "auto",
     ) -> None:
+        # pin_factory: "auto" or "mock" (config), or a gpiozero factory object handed in by the
+        # embedding program (the demo drives a MockFactory's pins through gpiozero's own API).
         self.configs = buttons
         self.timings = timings
         self.intake = intake
@@ -76,7 +79,8 @@ class GpioButtons:
         from gpiozero import Button  # noqa: PLC0415 - gpiozero only when buttons exist
 
         self._loop = asyncio.get_running_loop()
-        self.factory = make_pin_factory(self.factory_kind)
+        kind = self.factory_kind
+        self.factory = make_pin_factory(kind) if isinstance(kind, str) else kind
         for cfg in self.configs:
             classifier = ClickClassifier(
                 ClickTimings(
@@ -93,6 +97,9 @@ class GpioButtons:
             device.when_released = self._edge_callback(wired, pressed=False)
             self.buttons[cfg.name] = wired
             log.info("GPIO button %r on pin %s", cfg.name, cfg.pin)
+
+    def status(self) -> InputStatus:
+        return InputStatus(self.name, None)
 
     def close(self) -> None:
         for wired in self.buttons.values():

@@ -17,6 +17,7 @@ from gateway.errors import PayloadError
 from gateway.intake import Intake
 from gateway.mqtt_link import MqttLink
 from gateway.sinks.local_feeder import message_bytes
+from gateway.status import InputStatus
 from gateway.wire import decode_button
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class MqttButtons:
 
     async def run(self) -> None:
         await self.link.run(self._session)
+
+    def status(self) -> InputStatus:
+        return InputStatus(self.name, self.link.connected, self.link.last_error)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe([(topic, 1) for topic in self.by_topic])

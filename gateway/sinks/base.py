@@ -14,17 +14,11 @@ A sink must provide:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.status import SinkStatus
 
-@dataclass(frozen=True, slots=True)
-class SinkStatus:
-    name: str
-    connected: bool
-    cursor: int
-    backlog: int
-    last_error: str | None = None
+__all__ = ["Sink", "SinkStatus"]
 
 
 class Sink(Protocol):

@@ -266,7 +266,7 @@ class EventBridgeSink:
         config_retry_first_s: float | None = None,
         config_retry_max_s: float | None = None,
     ) -> None:
-        eb = config.cloud.eventbridge
+        eb = config.sinks.eventbridge
         if eb is None:
             raise ConfigError("cloud.eventbridge: the EventBridge sink needs this section")
         self.config = config

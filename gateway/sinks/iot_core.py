@@ -125,7 +125,7 @@ class IotCoreSink:
         pacer: Pacer | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        iot = config.cloud.iot_core
+        iot = config.sinks.iot_core
         if iot is None:
             raise ConfigError("cloud.iot_core: not configured")
         if max_in_flight < 1:
