@@ -49,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import parse_config
 from gateway.daemon import Daemon
+from gateway.inputs.gpio_buttons import GpioButtons
 
 BUTTON = "bench-button"
 BUTTON_TOPIC = "bench/button"
@@ -191,8 +192,7 @@ class Driver:
 
     def hold(self) -> int:
         """LONG on the mock pin: hold-deadline -> action, in ns."""
-        gpio = self.daemon.gpio
-        assert gpio is not None
+        gpio = next(i for i in self.daemon.inputs if isinstance(i, GpioButtons))
         wired = gpio.buttons[GPIO_BUTTON]
         pin = wired.device.pin
         pin.drive_low()  # pull-up: low is pressed; the edge reaches the loop thread-safely

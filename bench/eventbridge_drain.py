@@ -48,6 +48,7 @@ from _common import (
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
+from gateway.counters import InputCounters
 from gateway.credentials import aws_session
 from gateway.echo import EchoLedger
 from gateway.eventbridge_entries import EntrySpec, SendStep, plan
@@ -65,6 +66,7 @@ from gateway.events import (
 from gateway.intake import Intake
 from gateway.journal import Journal, JournalReader, open_new_event
 from gateway.policy import Limits
+from gateway.sinks.base import SinkContext
 from gateway.sinks.eventbridge import EventBridgeSink
 from gateway.state import GatewayState
 
@@ -283,7 +285,9 @@ async def sink_drain(master: Path, workdir: Path, endpoint: str, last_seq: int) 
         clock,
         echoes=EchoLedger(600_000),
     )
-    sink = EventBridgeSink(config, journal, intake, clock)
+    eb = config.sinks.eventbridge
+    assert eb is not None
+    sink = EventBridgeSink(SinkContext(config, journal, intake, clock, InputCounters()), eb)
     start = time.perf_counter()
     task = asyncio.create_task(sink.run())
     try:
@@ -299,8 +303,9 @@ async def sink_drain(master: Path, workdir: Path, endpoint: str, last_seq: int) 
             await task
         await journal.aclose()
         shutil.rmtree(state, ignore_errors=True)
-    if sink.counters.sent != last_seq or sink.counters.dead_lettered:
-        raise RuntimeError(f"the sink did not send everything exactly once: {sink.counters}")
+    status = sink.status()
+    if status.delivered != last_seq or status.dead_lettered:
+        raise RuntimeError(f"the sink did not send everything exactly once: {status}")
     return last_seq / elapsed
 
 

@@ -51,11 +51,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
-from gateway.events import FoodLevelChanged, Origin
+from gateway.events import Event, FoodLevelChanged, Origin
 from gateway.intake import Intake
 from gateway.journal import Journal
 from gateway.policy import Limits
 from gateway.rate import Pacer
+from gateway.sinks.base import SinkContext
 from gateway.sinks.iot_core import MAX_IN_FLIGHT, IotCoreSink, event_payload
 from gateway.state import GatewayState
 
@@ -255,8 +256,8 @@ class TimedSink(IotCoreSink):
             self.connected_at = time.perf_counter()
         super()._on_connected(session_present)
 
-    def _finish(self, seq: int) -> None:
-        super()._finish(seq)
+    def _on_publish_done(self, event: Event, done: asyncio.Future[Any]) -> None:
+        super()._on_publish_done(event, done)
         if self.drained_at is None and self.cursor >= self.target:
             self.drained_at = time.perf_counter()
             self.drained.set()
@@ -284,8 +285,12 @@ async def run_sink(config: Config, count: int, rate: float | None) -> float:
     clock = SystemClock()
     limits = Limits(cap_per_bowl=1000, cap_period_ms=86_400_000, min_gap_ms=0)
     intake = Intake(journal, GatewayState(86_400_000), limits, config.feeding, clock)
+    assert config.sinks.iot_core is not None
     sink = TimedSink(
-        config, journal, intake, clock, InputCounters(), pacer=pacer_for(rate), target=count
+        SinkContext(config, journal, intake, clock, InputCounters()),
+        config.sinks.iot_core,
+        pacer=pacer_for(rate),
+        target=count,
     )
     task = asyncio.create_task(sink.run())
     try:

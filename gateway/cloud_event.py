@@ -8,6 +8,7 @@ receiver can drop duplicates and see gaps), and ``click-type`` on button-origina
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,3 +59,11 @@ def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None
             "original-time-ms": event.occurred_at_ms,
         }
     return detail
+
+
+def detail_json(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
+    """The detail as one line of compact JSON: what IoT Core, the JSONL sink and replays send
+    (one encoder, so every copy of an event reads the same)."""
+    return json.dumps(
+        cloud_detail(event, gateway_id, replay), separators=(",", ":"), ensure_ascii=False
+    )

@@ -196,7 +196,7 @@ class SinkSettings(_Section):
     # "beginning": a new sink is hydrated with the whole history; "tail": only what comes next.
     start: Literal["beginning", "tail"] = "beginning"
     # The outage loop around deliveries: exponential back-off with jitter between these.
-    retry_min_s: Seconds = 1.0
+    retry_min_s: Seconds = 0.5
     retry_max_s: Seconds = 15.0
 
     @model_validator(mode="after")

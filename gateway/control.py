@@ -28,7 +28,7 @@ from gateway.counters import InputCounters
 from gateway.errors import ControlError, PayloadError
 from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
 from gateway.intake import FeedCommand, Intake
-from gateway.status import GatewayStatus
+from gateway.status import GatewayStatus, InputStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ MAX_ECHO_SEQS = 100
 
 
 class ControlServer:
+    name = "control-socket"
+
     def __init__(
         self,
         path: Path,
@@ -48,11 +50,18 @@ class ControlServer:
         self.path = path
         self.intake = intake
         self.buttons = buttons
-        self.status = status
+        self.gateway_status = status
         self.counters = counters
         self._server: asyncio.Server | None = None
+        self.received = 0
 
-    async def start(self) -> None:
+    def status(self) -> InputStatus:
+        return InputStatus(self.name, None, received=self.received)
+
+    async def run(self) -> None:
+        await asyncio.Future()  # the server answers on its own; see open()
+
+    async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_socket():
             # A socket left by a daemon that was killed. If another daemon still answers on
@@ -106,8 +115,9 @@ class ControlServer:
             raise PayloadError("", "expected a JSON object")
         op = require(request, "op", str)
         if op == "status":
-            return {"ok": True, "status": self.status().as_json()}
+            return {"ok": True, "status": self.gateway_status().as_json()}
         if op == "feed":
+            self.received += 1
             command = FeedCommand(
                 bowls=parse_bowls(require(request, "bowls", list)),
                 origin=Origin.CLI,
@@ -116,6 +126,7 @@ class ControlServer:
             event = await self.intake.request_feed(command)
             return {"ok": True, "event": event.to_dict(), "held": event.held}
         if op == "press":
+            self.received += 1
             button = require(request, "button", str)
             if button not in self.buttons:
                 known = ", ".join(sorted(self.buttons)) or "none configured"

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,15 @@ from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
 from gateway.errors import JournalCorruptError
 from gateway.events import GatewayStarted, GatewayStopped, Origin
+from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.notify import Notifier
 from gateway.policy import Limits
-from gateway.sinks.base import Sink
-from gateway.sinks.local_feeder import LocalFeederSink
+from gateway.sinks.base import Sink, SinkContext
+from gateway.sinks.registry import build_sinks
 from gateway.status import FeederStatus, GatewayStatus, JournalStatus
 
 log = logging.getLogger("gateway.daemon")
@@ -99,15 +99,15 @@ class Daemon:
         self.journal: Journal | None = None
         self.intake: Intake | None = None
         self.sinks: list[Sink] = []
-        self.mqtt_buttons: MqttButtons | None = None
-        self.gpio: GpioButtons | None = None
-        self.control: ControlServer | None = None
+        self.inputs: list[Input] = []
         self.ready = asyncio.Event()
 
     # --- wiring ----------------------------------------------------------------------------
 
     def _build(self) -> None:
         cfg = self.config
+        for notice in cfg.deprecated:
+            log.warning("%s", notice)
         journal = open_journal(cfg.journal_file)
         journal.start()
         self.journal = journal
@@ -123,48 +123,39 @@ class Daemon:
         now = self.clock.now_ms()
         state = fold_recent_state(journal, window_ms, now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
-        self.intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
-        if cfg.sinks.feeder is not None and cfg.sinks.feeder.enabled:
-            self.sinks.append(LocalFeederSink(cfg, journal, self.intake, self.clock, self.counters))
-        self.sinks.extend(self._cloud_sinks())
+        intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
+        self.intake = intake
+        context = SinkContext(cfg, journal, intake, self.clock, self.counters)
+        self.sinks = build_sinks(context)
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(journal, echoes, upto_seq=journal.cursor("eventbridge") or 0, now_ms=now)
-        if cfg.buttons.mqtt:
-            self.mqtt_buttons = MqttButtons(
-                cfg.buttons.mqtt,
-                cfg.broker,
-                f"fmfb-{cfg.gateway_id}-buttons",
-                self.intake,
-                self.counters,
+        self.inputs = self._inputs(intake)
+
+    def _inputs(self, intake: Intake) -> list[Input]:
+        cfg = self.config
+        inputs: list[Input] = []
+        if cfg.buttons.gpio:
+            inputs.append(
+                GpioButtons(
+                    cfg.buttons.gpio,
+                    cfg.classifier,
+                    intake,
+                    self.pin_factory or cfg.buttons.pin_factory,
+                )
             )
-        self.gpio = GpioButtons(
-            cfg.buttons.gpio,
-            cfg.classifier,
-            self.intake,
-            self.pin_factory or cfg.buttons.pin_factory,
-        )
+        if cfg.buttons.mqtt:
+            inputs.append(
+                MqttButtons(
+                    cfg.buttons.mqtt,
+                    cfg.broker,
+                    f"fmfb-{cfg.gateway_id}-buttons",
+                    intake,
+                    self.counters,
+                )
+            )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
-        self.control = ControlServer(
-            cfg.control_path, self.intake, names, self.status, self.counters
-        )
-
-    def _cloud_sinks(self) -> list[Sink]:
-        """The cloud sinks that are configured; their libraries are imported only then."""
-        cfg, journal, intake = self.config, self.journal, self.intake
-        assert journal is not None
-        assert intake is not None
-        sinks: list[Sink] = []
-        eventbridge = cfg.sinks.eventbridge
-        if eventbridge is not None and eventbridge.enabled:
-            from gateway.sinks.eventbridge import EventBridgeSink  # noqa: PLC0415 - boto3
-
-            sinks.append(EventBridgeSink(cfg, journal, intake, self.clock))
-        iot_core = cfg.sinks.iot_core
-        if iot_core is not None and iot_core.enabled:
-            from gateway.sinks.iot_core import IotCoreSink  # noqa: PLC0415 - awscrt
-
-            sinks.append(IotCoreSink(cfg, journal, intake, self.clock, self.counters))
-        return sinks
+        inputs.append(ControlServer(cfg.control_path, intake, names, self.status, self.counters))
+        return inputs
 
     # --- running ---------------------------------------------------------------------------
 
@@ -175,8 +166,6 @@ class Daemon:
         self._build()
         assert self.journal is not None
         assert self.intake is not None
-        assert self.control is not None
-        assert self.gpio is not None
         synced = self.clock.synced()
         started = await self.intake.record(
             GatewayStarted(__version__, synced, self.config.gateway_id), Origin.GATEWAY
@@ -188,34 +177,38 @@ class Daemon:
             started.seq,
             "synchronised" if synced else "NOT synchronised",
         )
-        await self.control.start()
-        self.gpio.start()
         try:
+            for part in self.inputs:
+                await part.open()
             async with asyncio.TaskGroup() as tasks:
                 spawned = [
-                    self._spawn(tasks, sink.run(), f"sink:{sink.name}") for sink in self.sinks
+                    tasks.create_task(sink.run(), name=f"sink:{sink.name}") for sink in self.sinks
                 ]
-                if self.mqtt_buttons is not None:
-                    spawned.append(
-                        self._spawn(tasks, self.mqtt_buttons.run(), "input:mqtt-buttons")
-                    )
-                spawned.append(self._spawn(tasks, self._status_loop(), "status"))
+                spawned += [
+                    tasks.create_task(part.run(), name=f"input:{part.name}") for part in self.inputs
+                ]
+                spawned.append(tasks.create_task(self._status_loop(), name="status"))
                 watchdog = self.notifier.watchdog_interval_s()
                 if watchdog is not None:
-                    spawned.append(self._spawn(tasks, self._watchdog_loop(watchdog), "watchdog"))
+                    spawned.append(
+                        tasks.create_task(self._watchdog_loop(watchdog), name="watchdog")
+                    )
                 self.notifier.ready(self.status_line())
                 self.ready.set()
                 await self.stopping.wait()
+                await self._close_inputs()
                 for task in spawned:
                     task.cancel()
         finally:
             await self._shutdown()
         return 0
 
-    def _spawn(
-        self, tasks: asyncio.TaskGroup, coro: Coroutine[Any, Any, None], name: str
-    ) -> asyncio.Task[None]:
-        return tasks.create_task(coro, name=name)
+    async def _close_inputs(self) -> None:
+        for part in self.inputs:
+            try:
+                await part.close()
+            except Exception:  # one input failing to close must not keep the rest open
+                log.exception("closing %s failed", part.name)
 
     def stop(self) -> None:
         """Ask the daemon to stop as on SIGTERM (``run()`` then returns 0)."""
@@ -228,10 +221,7 @@ class Daemon:
         self.stopping.set()
 
     async def _shutdown(self) -> None:
-        if self.gpio is not None:
-            self.gpio.close()
-        if self.control is not None:
-            await self.control.close()
+        await self._close_inputs()
         if self.intake is not None and self.journal is not None:
             # "error": a task died and took the daemon down (systemd will restart it).
             reason = "signal" if self.stopping.is_set() else "error"
@@ -279,9 +269,7 @@ class Daemon:
                 food_level=state.food_level if state else None,
             ),
             sinks=tuple(s.status() for s in self.sinks),
-            inputs=tuple(
-                part.status() for part in (self.gpio, self.mqtt_buttons) if part is not None
-            ),
+            inputs=tuple(part.status() for part in self.inputs),
             bad_inputs=dict(self.counters.counts),
         )
 

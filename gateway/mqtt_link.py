@@ -129,3 +129,11 @@ class MqttLink:
             finally:
                 self.connected = False
             await asyncio.sleep(self._backoff.next_delay())
+
+
+def message_bytes(message: aiomqtt.Message) -> bytes:
+    """A received message's payload as bytes (aiomqtt types it loosely)."""
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()

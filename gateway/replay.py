@@ -27,14 +27,13 @@ journal's last seq then), so a replay of a live journal finishes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.cloud_event import ReplayMark, cloud_detail
+from gateway.cloud_event import ReplayMark, cloud_detail, detail_json
 from gateway.events import Event
 
 CURSOR_PREFIX: Final = "replay:"
@@ -143,9 +142,7 @@ def replay_detail(event: Event, gateway_id: str, name: str) -> dict[str, Any]:
 
 def jsonl_line(event: Event, gateway_id: str, name: str) -> str:
     """One line of a JSONL replay (no newline inside: compact JSON)."""
-    return json.dumps(
-        replay_detail(event, gateway_id, name), separators=(",", ":"), ensure_ascii=False
-    )
+    return detail_json(event, gateway_id, mark(name))
 
 
 def progress_line(name: str, sent: int, total: int, seq: int, end: int) -> str:

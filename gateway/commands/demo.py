@@ -60,7 +60,6 @@ from gateway.demo_view import (
     summarize,
 )
 from gateway.events import ClickType, Event, EventType
-from gateway.sinks.base import Sink
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -363,27 +362,11 @@ class Feeder:
 # --- the gateway ---------------------------------------------------------------------------
 
 
-def make_daemon(config: Config) -> Daemon:
-    """``fmfb run``'s daemon; only its EventBridge sink retries sooner after an outage."""
+def make_daemon(config: Config, pin_factory: Any) -> Daemon:
+    """``fmfb run``'s daemon, with the demo's mock pins (see ``demo_config`` for the rest)."""
     from gateway.daemon import Daemon  # noqa: PLC0415 - keeps `fmfb --help` light
-    from gateway.sinks.eventbridge import EventBridgeSink  # noqa: PLC0415 - boto3
 
-    class DemoDaemon(Daemon):
-        def _cloud_sinks(self) -> list[Sink]:
-            assert self.journal is not None
-            assert self.intake is not None
-            return [
-                EventBridgeSink(
-                    self.config,
-                    self.journal,
-                    self.intake,
-                    self.clock,
-                    retry_first_s=EB_RETRY_FIRST_S,
-                    retry_max_s=EB_RETRY_MAX_S,
-                )
-            ]
-
-    return DemoDaemon(config)
+    return Daemon(config, pin_factory=pin_factory)
 
 
 def demo_config(state_dir: Path, broker_port: int, relay_url: str) -> Config:
@@ -407,9 +390,13 @@ def demo_config(state_dir: Path, broker_port: int, relay_url: str) -> Config:
                 "gpio": [{"name": GPIO_BUTTON, "pin": GPIO_PIN, "bounce_ms": 5}],
                 "mqtt": [{"name": MQTT_BUTTON, "topic": MQTT_BUTTON_TOPIC}],
             },
-            "cloud": {
-                "aws": {"region": REGION},
+            "cloud": {"aws": {"region": REGION}},
+            "sinks": {
                 "eventbridge": {
+                    # Quicker than `fmfb run` after an outage, so a restore drains while people
+                    # watch.
+                    "retry_min_s": EB_RETRY_FIRST_S,
+                    "retry_max_s": EB_RETRY_MAX_S,
                     "bus": BUS,
                     "source": SOURCE,
                     "endpoint_url": relay_url,
@@ -521,7 +508,10 @@ class Demo:
         self.cloud = cloud
         self.feeder = feeder
         self.out = out
-        self.daemon = make_daemon(config)
+        from gpiozero.pins.mock import MockFactory  # noqa: PLC0415 - only for the demo
+
+        self.pins = MockFactory()
+        self.daemon = make_daemon(config, self.pins)
         self.tracker = Tracker()
         self.message = ""
         self.plain = True
@@ -596,9 +586,7 @@ class Demo:
         if via == "mqtt":
             await asyncio.to_thread(self._publish_press, click)
             return
-        gpio = self.daemon.gpio
-        assert gpio is not None
-        pin = gpio.buttons[GPIO_BUTTON].device.pin
+        pin = self.pins.pin(GPIO_PIN)
         assert self._press_lock is not None
         async with self._press_lock:
             if click is ClickType.LONG:
@@ -771,10 +759,10 @@ class Demo:
     async def _settle(self) -> None:
         """Ready means the journal is open and the inputs are starting: wait (briefly) for the
         MQTT button's subscription and the feeder sink's link, so a first press is not lost."""
-        buttons = self.daemon.mqtt_buttons
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            linked = buttons is None or buttons.link.connected
+            buttons = self.daemon.status().input("mqtt-buttons")
+            linked = buttons is None or bool(buttons.connected)
             if linked and self.sink("feeder")["connected"]:
                 await asyncio.sleep(0.3)  # the subscription follows the connection at once
                 return

@@ -39,10 +39,10 @@ from gateway.replay import (
     Selection,
     Target,
     cursor_name,
+    jsonl_line,
     mark,
     parse_target,
     progress_line,
-    replay_detail,
     replay_source,
 )
 
@@ -145,7 +145,7 @@ class JsonlTarget:
         self._file: IO[str] = path.open("a", encoding="utf-8")
 
     def send(self, events: Sequence[Event], advance: Advance) -> None:
-        lines = [_compact(replay_detail(e, self.gateway_id, self.name)) + "\n" for e in events]
+        lines = [jsonl_line(e, self.gateway_id, self.name) + "\n" for e in events]
         self._file.write("".join(lines))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -153,12 +153,6 @@ class JsonlTarget:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _compact(detail: dict[str, Any]) -> str:
-    import json  # noqa: PLC0415
-
-    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
 
 
 class EventBridgeTarget:
@@ -332,7 +326,7 @@ class IotCoreTarget:
                 time.sleep(wait)
             self._last = time.monotonic()
             packet = mqtt5.PublishPacket(
-                payload=_compact(replay_detail(event, self.gateway_id, self.name)).encode(),
+                payload=jsonl_line(event, self.gateway_id, self.name).encode(),
                 qos=mqtt5.QoS.AT_LEAST_ONCE,
                 topic=self.topic,
                 payload_format_indicator=mqtt5.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,

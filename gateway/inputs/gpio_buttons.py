@@ -69,11 +69,11 @@ class GpioButtons:
         self.factory_kind = pin_factory
         self.factory: Any = None
         self.buttons: dict[str, _Wired] = {}
-        self.clicks: list[tuple[str, ClickType]] = []
+        self.received = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> None:
-        """Create the gpiozero buttons; call on the running loop."""
+    async def open(self) -> None:
+        """Create the gpiozero buttons (a pin that is taken or missing fails the start-up)."""
         if not self.configs:
             return
         from gpiozero import Button  # noqa: PLC0415 - gpiozero only when buttons exist
@@ -98,10 +98,14 @@ class GpioButtons:
             self.buttons[cfg.name] = wired
             log.info("GPIO button %r on pin %s", cfg.name, cfg.pin)
 
-    def status(self) -> InputStatus:
-        return InputStatus(self.name, None)
+    async def run(self) -> None:
+        # gpiozero calls back on its own threads; there is nothing to do here but stay.
+        await asyncio.Future()
 
-    def close(self) -> None:
+    def status(self) -> InputStatus:
+        return InputStatus(self.name, None, received=self.received)
+
+    async def close(self) -> None:
         for wired in self.buttons.values():
             if wired.timer is not None:
                 wired.timer.cancel()
@@ -140,5 +144,5 @@ class GpioButtons:
         if click is None:
             return
         log.info("button %r: %s", wired.name, click.value)
-        self.clicks.append((wired.name, click))
+        self.received += 1
         self.intake.click_nowait(wired.name, click)

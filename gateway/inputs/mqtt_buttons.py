@@ -15,8 +15,7 @@ from gateway.config import BrokerConfig, MqttButtonConfig
 from gateway.counters import InputCounters
 from gateway.errors import PayloadError
 from gateway.intake import Intake
-from gateway.mqtt_link import MqttLink
-from gateway.sinks.local_feeder import message_bytes
+from gateway.mqtt_link import MqttLink, message_bytes
 from gateway.status import InputStatus
 from gateway.wire import decode_button
 
@@ -38,13 +37,19 @@ class MqttButtons:
         self.intake = intake
         self.counters = counters
         self.link = MqttLink(broker, client_id, persistent_session=False)
-        self.clicks = 0
+        self.received = 0
+
+    async def open(self) -> None:
+        pass  # the link connects in run(), and keeps trying: a broker may come up later
 
     async def run(self) -> None:
         await self.link.run(self._session)
 
+    async def close(self) -> None:
+        pass  # cancelling run() ends the session
+
     def status(self) -> InputStatus:
-        return InputStatus(self.name, self.link.connected, self.link.last_error)
+        return InputStatus(self.name, self.link.connected, self.link.last_error, self.received)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe([(topic, 1) for topic in self.by_topic])
@@ -61,5 +66,5 @@ class MqttButtons:
                 continue
             if click is None:
                 continue  # a known message that is not a press (z2m "release", battery reports)
-            self.clicks += 1
+            self.received += 1
             self.intake.click_nowait(button, click)

@@ -45,7 +45,6 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -62,11 +61,10 @@ from botocore.exceptions import (
 )
 
 from gateway.backoff import Backoff
-from gateway.clock import Clock
 from gateway.cloud_event import click_type_of
-from gateway.config import Config, EventBridgeConfig
+from gateway.config import EventBridgeConfig
 from gateway.credentials import aws_session
-from gateway.errors import ConfigError, CredentialsError
+from gateway.errors import CredentialsError
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
     DeadLetterStep,
@@ -80,10 +78,9 @@ from gateway.eventbridge_entries import (
     iter_plan,
     resume_seq,
 )
-from gateway.events import Event, EventDeadLettered, Origin
-from gateway.intake import Intake
-from gateway.journal import Journal
-from gateway.sinks.base import SinkStatus
+from gateway.events import Event
+from gateway.sinks.base import SinkContext, SinkStatus
+from gateway.sinks.follower import Follower, short_error
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +90,19 @@ READ_BATCH: Final = 50  # events read from the journal at a time
 PLAN_AHEAD: Final = 16  # steps planned ahead of the one in flight
 RUN_STEPS: Final = 8  # batches handed to the worker thread at a time (sent one by one)
 CURSOR_SAVE_S: Final = 0.05  # while a backlog drains, the cursor is written this often
-MAX_ERROR_CHARS: Final = 500
 NO_CREDENTIALS: Final = "no AWS credentials"
 
 
 @dataclass(slots=True)
 class EventBridgeCounters:
-    """What the sink has done since it started (for status and benchmarks)."""
+    """What this sink does beyond every sink's counters (delivered, dead-lettered, passed
+    over: in its follower's status), since it started."""
 
-    sent: int = 0  # entries accepted by EventBridge (a duplicate counts each time)
     batches: int = 0  # calls that got an answer
     retries: int = 0  # botocore's retries inside calls (RetryAttempts)
     failed_calls: int = 0  # calls that still failed after botocore's retries
     partial_failures: int = 0  # answers in which some entries failed
     duplicates: int = 0  # entries accepted after a failed one: they are sent again
-    dead_lettered: int = 0
-    passed_over: int = 0  # filtered out by event type
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -121,18 +115,13 @@ class CallFailure:
     drop_client: bool = False  # credentials may have changed: build a new client
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
 def describe_call_error(error: BaseException) -> CallFailure:
     """What a put_events call that raised (after botocore's own retries) means."""
     if isinstance(
         error,
         NoCredentialsError | PartialCredentialsError | CredentialRetrievalError | CredentialsError,
     ):
-        detail = "" if isinstance(error, NoCredentialsError) else f" ({_short(str(error))})"
+        detail = "" if isinstance(error, NoCredentialsError) else f" ({short_error(str(error))})"
         return CallFailure(Disposition.CONFIG, NO_CREDENTIALS + detail, drop_client=True)
     if isinstance(error, ClientError):
         response: Mapping[str, Any] = error.response or {}
@@ -140,17 +129,17 @@ def describe_call_error(error: BaseException) -> CallFailure:
         code = str(err.get("Code") or "")
         message = str(err.get("Message") or "")
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        text = _short(f"{code}: {message}" if message else code or str(error))
+        text = short_error(f"{code}: {message}" if message else code or str(error))
         if status == 413:
             return CallFailure(Disposition.PERMANENT, text)
         disposition = classify(code or None)
         return CallFailure(disposition, text, drop_client=disposition is Disposition.CONFIG)
     if isinstance(error, ParamValidationError):
         # boto3 refused the request before sending it: the entries are wrong, not the link.
-        return CallFailure(Disposition.PERMANENT, _short(str(error)))
+        return CallFailure(Disposition.PERMANENT, short_error(str(error)))
     if isinstance(error, BotoCoreError | OSError):
-        return CallFailure(Disposition.TRANSIENT, _short(str(error) or type(error).__name__))
-    return CallFailure(Disposition.TRANSIENT, _short(f"{type(error).__name__}: {error}"))
+        return CallFailure(Disposition.TRANSIENT, short_error(str(error) or type(error).__name__))
+    return CallFailure(Disposition.TRANSIENT, short_error(f"{type(error).__name__}: {error}"))
 
 
 class _Worker:
@@ -247,54 +236,36 @@ class _StepBuffer:
 class EventBridgeSink:
     name = "eventbridge"
 
-    # The outage loop's back-off (seconds): quick for a link that comes and goes, slow for a
-    # setup problem (credentials, permissions) that a person has to fix.
-    RETRY_FIRST_S = 0.5
-    RETRY_MAX_S = 15.0
+    # A setup problem (credentials, permissions) that a person has to fix is retried slowly;
+    # a link that comes and goes, with the settings' retry_min_s..retry_max_s.
     CONFIG_RETRY_FIRST_S = 5.0
     CONFIG_RETRY_MAX_S = 300.0
 
-    def __init__(
-        self,
-        config: Config,
-        journal: Journal,
-        intake: Intake,
-        clock: Clock,
-        *,
-        retry_first_s: float | None = None,
-        retry_max_s: float | None = None,
-        config_retry_first_s: float | None = None,
-        config_retry_max_s: float | None = None,
-    ) -> None:
-        eb = config.sinks.eventbridge
-        if eb is None:
-            raise ConfigError("cloud.eventbridge: the EventBridge sink needs this section")
+    def __init__(self, context: SinkContext, settings: EventBridgeConfig) -> None:
+        config = context.config
         self.config = config
-        self.eb: EventBridgeConfig = eb
-        self.journal = journal
-        self.intake = intake
-        self.clock = clock
+        self.eb = settings
+        self.journal = context.journal
+        self.intake = context.intake
+        self.clock = context.clock
+        self.follower = Follower(
+            self.name,
+            settings,
+            context.journal,
+            context.intake,
+            context.clock,
+            save_every_s=CURSOR_SAVE_S,
+        )
         self.spec = EntrySpec(
-            bus=eb.bus,
-            source=eb.source,
+            bus=settings.bus,
+            source=settings.source,
             gateway_id=config.gateway_id,
-            event_types=None if eb.event_types is None else frozenset(eb.event_types),
+            event_types=self.follower.event_types,
         )
-        start_at = 0 if eb.start == "beginning" else journal.visible_seq
-        self.cursor = journal.register_cursor(self.name, start_at=start_at)
-        self._saved_cursor = self.cursor
-        self._saved_at = 0.0
         self.counters = EventBridgeCounters()
-        self.connected = False
-        self.last_error: str | None = None
-        self._failing_since: float | None = None
-        self._failed_attempts = 0
-        self._backoff = Backoff(
-            retry_first_s or self.RETRY_FIRST_S, retry_max_s or self.RETRY_MAX_S
-        )
         self._config_backoff = Backoff(
-            config_retry_first_s or self.CONFIG_RETRY_FIRST_S,
-            config_retry_max_s or self.CONFIG_RETRY_MAX_S,
+            max(self.CONFIG_RETRY_FIRST_S, settings.retry_min_s),
+            max(self.CONFIG_RETRY_MAX_S, settings.retry_max_s),
         )
         # After a whole call was refused as invalid: one entry per call up to this seq.
         self._isolate_through = 0
@@ -303,21 +274,19 @@ class EventBridgeSink:
 
     # --- Sink ------------------------------------------------------------------------------
 
+    @property
+    def cursor(self) -> int:
+        return self.follower.cursor
+
     def status(self) -> SinkStatus:
-        return SinkStatus(
-            name=self.name,
-            connected=self.connected,
-            cursor=self.cursor,
-            backlog=max(0, self.journal.visible_seq - self.cursor),
-            last_error=self.last_error,
-        )
+        return self.follower.status()
 
     async def run(self) -> None:
         log.info(
             "EventBridge sink: bus %s, source %s, from seq %d%s",
             self.eb.bus,
             self.eb.source,
-            self.cursor,
+            self.follower.cursor,
             f" ({self.eb.endpoint_url})" if self.eb.endpoint_url else "",
         )
         try:
@@ -336,24 +305,26 @@ class EventBridgeSink:
         order holds and the loop wakes once per run rather than once per batch.
         """
         buffer = _StepBuffer(PLAN_AHEAD)
-        planner = asyncio.create_task(self._plan(buffer, self.cursor), name="eventbridge-plan")
+        planner = asyncio.create_task(
+            self._plan(buffer, self.follower.cursor), name="eventbridge-plan"
+        )
         try:
             while True:
                 if not buffer.steps:
-                    self._save_cursor()  # caught up (or about to wait for the planner)
+                    self.follower.save()  # caught up (or about to wait for the planner)
                 await buffer.wait_for_steps(planner)
                 run = buffer.take_run(RUN_STEPS)
                 if isinstance(run[0], DeadLetterStep):
                     step = run[0]
-                    await self._dead_letter(step.entry, step.error)
-                    self._advance(step.through_seq)
-                    self._save_cursor()
+                    self.follower.dead_letter_nowait(step.entry.event, step.error)
+                    self.follower.advance(step.through_seq)
+                    self.follower.save()
                     continue
                 sends = [s for s in run if isinstance(s, SendStep)]
                 if not await self._send_run(sends):
                     return
         finally:
-            self._save_cursor()
+            self.follower.save()
             planner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await planner
@@ -371,23 +342,16 @@ class EventBridgeSink:
                 position = step.through_seq
             if upto is not None and position >= upto:
                 continue  # the narrowed range is done: batches of ten again
-            following = self.journal.read_after(position, 1)
-            if not following:
-                await self.journal.wait_beyond(position)
-            elif following[0].held:
-                # Not durable yet (the disk is refusing writes): it has no chain hash.
-                await self.journal.wait_durable(following[0].seq)
+            await self.follower.wait_beyond(position)
 
     def _events_after(self, position: int, upto: int | None) -> Iterator[Event]:
         """The journal's events after ``position`` (up to ``upto``), read lazily in chunks;
         ends at the journal's current end."""
         while True:
-            chunk = self.journal.read_after(position, READ_BATCH, upto=upto)
+            chunk = self.follower.read(position, READ_BATCH, upto=upto)
             if not chunk:
                 return
             yield from chunk
-            if chunk[-1].held:
-                return
             position = chunk[-1].seq
 
     # --- sending ---------------------------------------------------------------------------
@@ -432,8 +396,8 @@ class EventBridgeSink:
         pass must start again from the cursor."""
         passed_over = (step.through_seq - step.first_seq + 1) - len(step.entries)
         if response is None:
-            self.counters.passed_over += passed_over
-            self._advance(step.through_seq)
+            self.follower.passed_over += passed_over
+            self.follower.advance(step.through_seq)
             return True
         self._reachable()
         self.counters.batches += 1
@@ -445,22 +409,22 @@ class EventBridgeSink:
         # delivered (and will be again), so each copy may echo back.
         self._accepted([step.entries[i] for i in reply.accepted_indices])
         if reply.first_failure is None:
-            self.counters.passed_over += passed_over
-            self._advance(step.through_seq)
+            self.follower.passed_over += passed_over
+            self.follower.advance(step.through_seq)
             return True
         failure = reply.first_failure
         self.counters.partial_failures += 1
         self.counters.duplicates += reply.sent - reply.accepted - reply.failed
         resume = resume_seq(step, reply)
         if resume is not None:
-            self._advance(resume)
+            self.follower.advance(resume)
         failed_entry = step.entries[failure.index]
         disposition = failure.disposition
         if disposition is Disposition.PERMANENT:
-            await self._dead_letter(failed_entry, failure.describe())
-            self._advance(failed_entry.seq)
+            self.follower.dead_letter_nowait(failed_entry.event, failure.describe())
+            self.follower.advance(failed_entry.seq)
             return False
-        what = f"seq {failed_entry.seq} refused: {_short(failure.describe())}"
+        what = f"seq {failed_entry.seq} refused: {short_error(failure.describe())}"
         await self._wait_out(disposition, what, link_down=False)
         return False
 
@@ -487,9 +451,9 @@ class EventBridgeSink:
                 )
                 self._isolate_through = step.entries[-1].seq
                 return False
-            await self._dead_letter(step.entries[0], failure.error)
-            self._advance(step.through_seq)
-            self._save_cursor()
+            self.follower.dead_letter_nowait(step.entries[0].event, failure.error)
+            self.follower.advance(step.through_seq)
+            self.follower.save()
             return False
         if isinstance(error, BotoCoreError | OSError | ClientError | CredentialsError):
             log.debug("put_events failed: %s", failure.error)
@@ -524,81 +488,22 @@ class EventBridgeSink:
         """Accepted entries may echo back as id-less commands: leave a credit for each."""
         if not entries:
             return
-        self.counters.sent += len(entries)
+        self.follower.succeeded(len(entries))
         now = self.clock.now_ms()
         for entry in entries:
             click = click_type_of(entry.event)
             if click is not None:
                 self.intake.echoes.forwarded(click, entry.event.occurred_at_ms, now)
 
-    def _advance(self, seq: int) -> None:
-        """Move the cursor over finished events. It is written to the journal at most every
-        CURSOR_SAVE_S while a backlog drains, and at once when the sink catches up, stops or
-        fails (a cursor a little behind after a crash only sends a few events again)."""
-        self.cursor = max(self.cursor, seq)
-        if time.monotonic() - self._saved_at >= CURSOR_SAVE_S:
-            self._save_cursor()
-
-    def _save_cursor(self) -> None:
-        if self.cursor > self._saved_cursor:
-            self.journal.save_cursor(self.name, self.cursor)
-            self._saved_cursor = self.cursor
-            self._saved_at = time.monotonic()
-
-    async def _dead_letter(self, entry: Entry, error: str) -> None:
-        error = _short(error)
-        log.error(
-            "EventBridge: giving up on seq %d (%s, event %s): %s",
-            entry.seq,
-            entry.event.type.value,
-            entry.event.event_id,
-            error,
-        )
-        self.journal.add_dead_letter(self.name, entry.seq, error)
-        await self.intake.record(
-            EventDeadLettered(
-                sink=self.name,
-                dead_seq=entry.seq,
-                dead_event_id=entry.event.event_id,
-                error=error,
-            ),
-            Origin.GATEWAY,
-        )
-        self.counters.dead_lettered += 1
-
     def _reachable(self) -> None:
-        if self._failing_since is not None:
-            log.warning(
-                "EventBridge reachable again after %.1f s (%d failed attempts); sending the "
-                "backlog of %d",
-                time.monotonic() - self._failing_since,
-                self._failed_attempts,
-                max(0, self.journal.visible_seq - self.cursor),
-            )
-        self._failing_since = None
-        self._failed_attempts = 0
-        self.connected = True
-        self.last_error = None
-        self._backoff.reset()
+        self.follower.link_up()
         self._config_backoff.reset()
 
     async def _wait_out(self, disposition: Disposition, error: str, *, link_down: bool) -> None:
         """Stay at the cursor; say why; wait before trying again."""
-        if link_down:
-            self.connected = False
-            self.last_error = error if disposition is Disposition.CONFIG else f"offline: {error}"
-        else:
-            self.last_error = error
-        self._failed_attempts += 1
-        backlog = max(0, self.journal.visible_seq - self.cursor)
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            log.warning(
-                "EventBridge: %s; %d event(s) wait in the journal, retrying with back-off",
-                self.last_error,
-                backlog,
-            )
-        else:
-            log.debug("EventBridge still failing (%s); backlog %d", self.last_error, backlog)
-        backoff = self._config_backoff if disposition is Disposition.CONFIG else self._backoff
-        await asyncio.sleep(backoff.next_delay())
+        if link_down and disposition is not Disposition.CONFIG:
+            error = f"offline: {error}"
+        self.follower.save()
+        self.follower.link_down(error, connected=self.follower.connected and not link_down)
+        config = disposition is Disposition.CONFIG
+        await asyncio.sleep(self.follower.retry_delay(self._config_backoff if config else None))

@@ -44,23 +44,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
 from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.cloud_event import cloud_detail
-from gateway.config import Config, IotCoreConfig
-from gateway.counters import InputCounters
-from gateway.errors import ConfigError, PayloadError
-from gateway.events import Event, EventDeadLettered, Origin
-from gateway.intake import Intake
-from gateway.journal import Journal
+from gateway.cloud_event import detail_json
+from gateway.config import IotCoreConfig
+from gateway.errors import PayloadError
+from gateway.events import Event
 from gateway.rate import Pacer
-from gateway.sinks.base import SinkStatus
+from gateway.sinks.base import SinkContext, SinkStatus
+from gateway.sinks.follower import Follower
 from gateway.wire import decode_remote_command
 
 log = logging.getLogger(__name__)
@@ -91,8 +87,7 @@ _UNSENDABLE_ERRORS: Final = frozenset(
 
 def event_payload(event: Event, gateway_id: str) -> bytes:
     """What an event is published as: the compact JSON of its cloud detail, UTF-8."""
-    detail = cloud_detail(event, gateway_id)
-    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return detail_json(event, gateway_id).encode("utf-8")
 
 
 def events_topic(iot: IotCoreConfig, gateway_id: str) -> str:
@@ -116,44 +111,33 @@ class IotCoreSink:
 
     def __init__(
         self,
-        config: Config,
-        journal: Journal,
-        intake: Intake,
-        clock: Clock,
-        counters: InputCounters,
+        context: SinkContext,
+        settings: IotCoreConfig,
         *,
         pacer: Pacer | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        iot = config.sinks.iot_core
-        if iot is None:
-            raise ConfigError("cloud.iot_core: not configured")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        config = context.config
         self.config = config
-        self.iot = iot
-        self.journal = journal
-        self.intake = intake
-        self.clock = clock
-        self.counters = counters
+        self.iot = settings
+        self.journal = context.journal
+        self.intake = context.intake
+        self.clock = context.clock
+        self.counters = context.counters
         self.gateway_id = config.gateway_id
-        self.topic = events_topic(iot, config.gateway_id)
-        self.command_topic = iot.command_topic
-        self.client_id = iot.client_id or config.gateway_id
-        self.event_types = None if iot.event_types is None else frozenset(iot.event_types)
-        self.pacer = pacer or Pacer(iot.publish_rate_per_s)
+        self.topic = events_topic(settings, config.gateway_id)
+        self.command_topic = settings.command_topic
+        self.client_id = settings.client_id or config.gateway_id
+        self.pacer = pacer or Pacer(settings.publish_rate_per_s)
         self.max_in_flight = max_in_flight
-        # "beginning": the cloud copy is hydrated with the whole history.
-        start_at = 0 if iot.start == "beginning" else journal.visible_seq
-        self.cursor = journal.register_cursor(self.name, start_at=start_at)
-
-        self.connected = False
-        self.last_error: str | None = None
-        # Figures for the status, the tests and the benchmark.
+        self.follower = Follower(
+            self.name, settings, context.journal, context.intake, context.clock
+        )
+        # Figures beyond the follower's, for the tests and the benchmark.
         self.connects = 0
         self.sent = 0  # publishes handed to the client, sending again included
-        self.published = 0  # publishes the broker acknowledged
-        self.dead_lettered = 0
         self.commands_received = 0
         self.commands_bad = 0
         self._acks_unflushed = 0
@@ -170,20 +154,37 @@ class IotCoreSink:
         self._failure: str | None = None
         self._read_pos = self.cursor  # the last seq handed over or passed over
         self._in_flight: dict[int, Event] = {}
-        self._done: set[int] = set()  # finished seqs above the cursor, not yet contiguous
-        self._publish_retry = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         self._subscribe_retry = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
 
     # --- the Sink interface ----------------------------------------------------------------
 
+    @property
+    def cursor(self) -> int:
+        return self.follower.cursor
+
+    @property
+    def connected(self) -> bool:
+        return self.follower.connected
+
+    @property
+    def last_error(self) -> str | None:
+        return self.follower.last_error
+
+    @last_error.setter
+    def last_error(self, error: str | None) -> None:
+        self.follower.last_error = error
+
+    @property
+    def published(self) -> int:
+        """Publishes the broker acknowledged."""
+        return self.follower.delivered
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.follower.dead_lettered
+
     def status(self) -> SinkStatus:
-        return SinkStatus(
-            name=self.name,
-            connected=self.connected,
-            cursor=self.cursor,
-            backlog=max(0, self.journal.visible_seq - self.cursor),
-            last_error=self.last_error,
-        )
+        return self.follower.status()
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -236,7 +237,7 @@ class IotCoreSink:
             files.append(("ca_file", self.iot.ca_file))
         missing = [f"{key} {path}" for key, path in files if not path.is_file()]
         if missing:
-            return f"cloud.iot_core: not found: {', '.join(missing)}"
+            return f"sinks.iot_core: not found: {', '.join(missing)}"
         return f"cannot set up the MQTT client: {_describe(error)}"
 
     def _new_client(self) -> Any:
@@ -321,9 +322,8 @@ class IotCoreSink:
     def _on_connected(self, session_present: bool) -> None:
         if self._stopping:
             return
-        self.connected = True
+        self.follower.link_up()
         self.connects += 1
-        self.last_error = None
         log.info(
             "iot-core: connected to %s:%d (session %s)",
             self.iot.endpoint,
@@ -340,7 +340,7 @@ class IotCoreSink:
 
     def _on_link_down(self, error: str) -> None:
         was_connected = self.connected
-        self.connected = False
+        self.follower.connected = False
         self._online.clear()
         if self._stopping:
             return
@@ -423,30 +423,26 @@ class IotCoreSink:
 
     # --- journal → IoT Core (event loop) ---------------------------------------------------
 
-    def _wanted(self, event: Event) -> bool:
-        return self.event_types is None or event.type in self.event_types
-
     async def _publish_loop(self) -> None:
         while True:
             if self._failure is not None:
                 await self._rewind()
             await self._online.wait()
             # Durable events only: stop at the first held one until the disk takes it.
-            events = self.journal.read_after(
-                self._read_pos, READ_BATCH, upto=self.journal.durable_seq
-            )
+            events = self.follower.read(self._read_pos, READ_BATCH)
             if not events:
                 await self._wait_for_work()
                 continue
             for event in events:
                 if self._failure is not None:
                     break
-                if event.seq in self._done or event.seq in self._in_flight:
+                if self.follower.finished(event.seq) or event.seq in self._in_flight:
                     self._read_pos = event.seq  # acknowledged before a rewind
                     continue
-                if not self._wanted(event):
+                if not self.follower.wants(event):
                     self._read_pos = event.seq
-                    self._finish(event.seq)
+                    self.follower.passed_over += 1
+                    self.follower.finish(event.seq)
                     continue
                 while len(self._in_flight) >= self.max_in_flight:
                     await self._wait_settled()
@@ -465,7 +461,7 @@ class IotCoreSink:
 
     async def _wait_for_work(self) -> None:
         """Until an event past the read position is durable, or a publish failed."""
-        durable = asyncio.ensure_future(self.journal.wait_durable(self._read_pos + 1))
+        durable = asyncio.ensure_future(self.follower.wait_beyond(self._read_pos))
         trouble = asyncio.ensure_future(self._trouble.wait())
         try:
             await asyncio.wait({durable, trouble}, return_when=asyncio.FIRST_COMPLETED)
@@ -481,7 +477,7 @@ class IotCoreSink:
         """
         while self._in_flight:
             await self._wait_settled()
-        delay = self._publish_retry.next_delay()
+        delay = self.follower.retry_delay()
         log.warning(
             "iot-core: publish failed (%s); sending again from seq %d in %.1f s",
             self._failure,
@@ -538,49 +534,17 @@ class IotCoreSink:
             )
             return
         # NO_MATCHING_SUBSCRIBERS (0x10) is a success: the broker took it.
-        self.published += 1
-        self._publish_retry.reset()
-        self._finish(event.seq)
+        self.follower.succeeded()
+        self.follower.finish(event.seq)
 
     def _publish_failed(self, event: Event, error: str, *, unsendable: bool) -> None:
         self.last_error = f"seq {event.seq}: {error}"
         if unsendable:
-            self._dead_letter(event, error)
+            self.follower.dead_letter_nowait(event, error)
             return
         if self._failure is None:
             self._failure = f"seq {event.seq}: {error}"
             self._trouble.set()
-
-    def _dead_letter(self, event: Event, error: str) -> None:
-        """Give up on an event that can never be sent; the rest go on."""
-        log.error("iot-core: seq %d (%s) can never be sent: %s", event.seq, event.type, error)
-        self.dead_lettered += 1
-        # Written before (or with) the cursor that moves past it.
-        self.journal.add_dead_letter(self.name, event.seq, error)
-        # The ledger says so — except about a notice that could not be sent either, which
-        # would only make another one like it.
-        payload = event.payload
-        notice = isinstance(payload, EventDeadLettered) and payload.sink == self.name
-        if not notice:
-            self.intake.record_nowait(
-                EventDeadLettered(self.name, event.seq, event.event_id, error), Origin.GATEWAY
-            )
-        self._finish(event.seq)
-
-    def _finish(self, seq: int) -> None:
-        """``seq`` is done; move the cursor over the contiguous prefix of done events.
-
-        Only the prefix: an acknowledgement for seq 7 while seq 6 is still out must not move
-        the cursor past 6, or a crash now would lose 6.
-        """
-        self._done.add(seq)
-        moved = False
-        while self.cursor + 1 in self._done:
-            self._done.remove(self.cursor + 1)
-            self.cursor += 1
-            moved = True
-        if moved:
-            self.journal.save_cursor(self.name, self.cursor)
 
     # --- stopping --------------------------------------------------------------------------
 
@@ -593,7 +557,7 @@ class IotCoreSink:
             if self.connected and self._acks_unflushed:
                 await self._flush_acknowledgements(client)
         finally:
-            self.connected = False
+            self.follower.connected = False
             self._online.clear()
             client.stop()
             # Wait (briefly) for the SDK to say it stopped, so its threads are done with us.

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
+from collections.abc import Sequence
 from typing import Final
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.counters import InputCounters
+from gateway.config import FeederSinkConfig
 from gateway.errors import PayloadError
 from gateway.events import (
     Event,
@@ -36,10 +37,9 @@ from gateway.events import (
     RefusedBy,
     RejectReason,
 )
-from gateway.intake import Intake
-from gateway.journal import Journal
-from gateway.mqtt_link import MqttLink, mqtt_properties
-from gateway.sinks.base import SinkStatus
+from gateway.mqtt_link import MqttLink, message_bytes, mqtt_properties
+from gateway.sinks.base import SinkContext, SinkStatus
+from gateway.sinks.follower import Follower, Outcome, follow
 from gateway.state import RequestStatus, acknowledgement_event, availability_event, food_level_event
 from gateway.wire import (
     click_for_bowls,
@@ -55,49 +55,45 @@ log = logging.getLogger(__name__)
 READ_BATCH: Final = 100
 
 
-def message_bytes(message: aiomqtt.Message) -> bytes:
-    payload = message.payload
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()
-
-
 class LocalFeederSink:
     name = "feeder"
 
-    def __init__(
-        self,
-        config: Config,
-        journal: Journal,
-        intake: Intake,
-        clock: Clock,
-        counters: InputCounters,
-    ) -> None:
+    def __init__(self, context: SinkContext, settings: FeederSinkConfig) -> None:
+        config = context.config
         self.config = config
         self.topics = config.topics
-        self.journal = journal
-        self.intake = intake
-        self.clock = clock
-        self.counters = counters
+        self.journal = context.journal
+        self.intake = context.intake
+        self.clock = context.clock
+        self.counters = context.counters
         self.link = MqttLink(
             config.broker,
             config.broker.client_id or f"fmfb-{config.gateway_id}-feeder",
             persistent_session=True,
         )
-        # First run on this journal: start at its tail. Old requests are history, not commands.
-        self.cursor = journal.register_cursor(self.name, start_at=journal.visible_seq)
+        # Feeding never waits on the disk: a request held in memory (the disk refusing writes)
+        # is sent too. The cursor is written on every move: each is a feed.
+        self.follower = Follower(
+            self.name,
+            settings,
+            context.journal,
+            context.intake,
+            context.clock,
+            durable_only=False,
+        )
         # request id -> monotonic ms by which the feeder should have answered.
         self._deadlines: dict[str, int] = {}
         self._deadline_changed = asyncio.Event()
         self.published = 0
 
+    @property
+    def cursor(self) -> int:
+        return self.follower.cursor
+
     def status(self) -> SinkStatus:
-        return SinkStatus(
-            name=self.name,
-            connected=self.link.connected,
-            cursor=self.cursor,
-            backlog=max(0, self.journal.visible_seq - self.cursor),
-            last_error=self.link.last_error,
+        # The link is the MQTT session's, with its own reconnect loop.
+        return dataclasses.replace(
+            self.follower.status(), connected=self.link.connected, last_error=self.link.last_error
         )
 
     async def run(self) -> None:
@@ -114,24 +110,25 @@ class LocalFeederSink:
             [(self.topics.dispensed, 1), (self.topics.states, 1), (self.topics.availability, 1)]
         )
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._publish_loop(client), name="feeder-publish")
+            tasks.create_task(
+                follow(
+                    self.follower, functools.partial(self._deliver_batch, client), batch=READ_BATCH
+                ),
+                name="feeder-publish",
+            )
             tasks.create_task(self._receive_loop(client), name="feeder-receive")
 
     # --- journal → feeder ------------------------------------------------------------------
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
-            events = self.journal.read_after(self.cursor, READ_BATCH)
-            if not events:
-                await self.journal.wait_beyond(self.cursor)
-                continue
-            for event in events:
-                if isinstance(event.payload, FeedRequested):
-                    await self._deliver(client, event, event.payload)
-                # Only now, with the broker's PUBACK in hand (or the event passed over), does
-                # the cursor move: a crash before this line means sending it again.
-                self.cursor = event.seq
-                self.journal.save_cursor(self.name, event.seq)
+    async def _deliver_batch(self, client: aiomqtt.Client, events: Sequence[Event]) -> Outcome:
+        """Publish each request in turn. The cursor moves over one only with the broker's
+        PUBACK in hand; a lost link raises out of here and ends the session, which
+        reconnects and sends from the cursor again."""
+        for event in events:
+            if isinstance(event.payload, FeedRequested):
+                await self._deliver(client, event, event.payload)
+            self.follower.advance(event.seq)  # a crash before this line sends it again
+        return Outcome(len(events))
 
     async def _deliver(self, client: aiomqtt.Client, event: Event, request: FeedRequested) -> None:
         record = self.intake.state.requests.get(request.request_id)
