@@ -245,7 +245,7 @@ def make_config(state_dir: Path, endpoint: str) -> Config:
             "gateway_id": "bench-gateway",
             "state_dir": str(state_dir),
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
-            "cloud": {"eventbridge": {"endpoint_url": endpoint, "bus": BUS}},
+            "sinks": {"eventbridge": {"endpoint_url": endpoint, "bus": BUS}},
         }
     )
 

@@ -210,8 +210,8 @@ def make_config(state_dir: Path, broker: TlsBroker, pki: Pki) -> Config:
             "gateway_id": GATEWAY_ID,
             "state_dir": str(state_dir),
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
-            "sinks": {"feeder": False},
-            "cloud": {
+            "sinks": {
+                "feeder": {"enabled": False},
                 "iot_core": {
                     "endpoint": "localhost",
                     "port": broker.port,

@@ -2,7 +2,7 @@
 
 AWS IoT Core allows about 100 publishes per second per connection and throttles (or
 disconnects) a client that goes over; the IoT Core sink is configured below that
-(``cloud.iot_core.publish_rate_per_s``). A drain of a long offline backlog is exactly the case
+(``sinks.iot_core.publish_rate_per_s``). A drain of a long offline backlog is exactly the case
 that would go over, so every publish first asks the pacer when it may go.
 
 The pacer is the Generic Cell Rate Algorithm: a token bucket written as one "theoretical

@@ -35,6 +35,7 @@ from gateway.events import (
     Origin,
     RefusedBy,
 )
+from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.intake import FeedCommand
 from gateway.journal import JournalReader
 from gateway.wire import rfc3339_ms
@@ -51,6 +52,11 @@ RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 # --- harness ---------------------------------------------------------------------------------
+
+
+def gpio_of(daemon: Daemon) -> GpioButtons:
+    """The daemon's GPIO input (the test reaches the classifier's state through it)."""
+    return next(part for part in daemon.inputs if isinstance(part, GpioButtons))
 
 
 def make_config(tmp_path: Path, broker: Any, **sections: dict[str, Any]) -> Config:
@@ -91,8 +97,7 @@ async def tap(pin: Any, seconds: float = TAP_S) -> None:
 
 async def settled(daemon: Daemon, button: str = "kitchen") -> None:
     """Wait until the button's classifier has no pending deadline: idle, nothing left to emit."""
-    assert daemon.gpio is not None
-    wired = daemon.gpio.buttons[button]
+    wired = gpio_of(daemon).buttons[button]
     await until(
         lambda: wired.classifier.next_deadline() is None and not wired.device.is_pressed,
         what=f"button {button} to settle",
@@ -110,8 +115,7 @@ async def test_gpio_single_double_and_hold_reach_the_feeder(tmp_path, broker):
     config = make_config(tmp_path, broker)
     with Subscriber.on(broker, ACTION) as sub:
         async with running(config) as daemon:
-            assert daemon.gpio is not None
-            wired = daemon.gpio.buttons["kitchen"]
+            wired = gpio_of(daemon).buttons["kitchen"]
             pin = wired.device.pin
 
             await tap(pin)
@@ -148,8 +152,9 @@ async def test_gpio_single_double_and_hold_reach_the_feeder(tmp_path, broker):
     assert [b["event"] for b in bodies] == ["SINGLE", "DOUBLE", "LONG", "DOUBLE"]
     assert [b["bowls"] for b in bodies] == [["left"], ["right"], ["left", "right"], ["right"]]
     assert bodies[3]["id"] == control.payload.request_id
-    assert daemon.gpio is not None
-    assert daemon.gpio.clicks == [
+    assert gpio_of(daemon).received == 3
+    clicks = [(e.payload.button, e.payload.click_type) for e in requests[:3]]  # type: ignore[union-attr]
+    assert clicks == [
         ("kitchen", ClickType.SINGLE),
         ("kitchen", ClickType.DOUBLE),
         ("kitchen", ClickType.LONG),
@@ -246,8 +251,7 @@ async def test_restart_keeps_caps_and_the_feeder_cursor(tmp_path, broker):
     journal_file = config.journal_file
     with Subscriber.on(broker, ACTION) as sub:
         async with running(config) as first:
-            assert first.gpio is not None
-            await tap(first.gpio.buttons["kitchen"].device.pin)
+            await tap(gpio_of(first).buttons["kitchen"].device.pin)
             [fed] = await sub.wait_count(ACTION, 1)
             [requested] = await until(lambda: requests_of(first))
             sink = first.sinks[0]
@@ -258,8 +262,7 @@ async def test_restart_keeps_caps_and_the_feeder_cursor(tmp_path, broker):
         assert cursor_at_stop >= requested.seq
 
         async with running(config) as second:
-            assert second.gpio is not None
-            pin = second.gpio.buttons["kitchen"].device.pin
+            pin = gpio_of(second).buttons["kitchen"].device.pin
             await tap(pin)  # left bowl again: over the cap of 1 carried over from before
             [rejected] = await until(
                 lambda: journaled(second, EventType.FEED_REJECTED), what="the cap rejection"
@@ -322,8 +325,7 @@ async def test_full_disk_still_feeds_and_recovers(tmp_path, broker):
             assert "JOURNAL FAILING" in daemon.status_line()
 
             # A press while failing: answered at once, and fed.
-            assert daemon.gpio is not None
-            await tap(daemon.gpio.buttons["kitchen"].device.pin)
+            await tap(gpio_of(daemon).buttons["kitchen"].device.pin)
             pressed = await until(lambda: len(r := requests_held(daemon, held.seq)) == 2 and r)
             assert all(e.held for e in pressed)
             wanted = {e.payload.request_id for e in pressed}  # type: ignore[union-attr]
@@ -373,8 +375,7 @@ async def test_sigterm_stops_cleanly(tmp_path, broker):
     config = make_config(tmp_path, broker)
     with Subscriber.on(broker, ACTION) as sub:
         async with running(config) as daemon:
-            assert daemon.gpio is not None
-            await tap(daemon.gpio.buttons["kitchen"].device.pin)
+            await tap(gpio_of(daemon).buttons["kitchen"].device.pin)
             await sub.wait_count(ACTION, 1)
             [requested] = await until(lambda: requests_of(daemon))
             sink = daemon.sinks[0]

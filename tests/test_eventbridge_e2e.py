@@ -1,6 +1,6 @@
 """End to end: the daemon (``fmfb run``) as a subprocess, EventBridge through a cut link.
 
-The daemon's ``[cloud.eventbridge]`` endpoint is a fault proxy in front of moto (both in this
+The daemon's ``[sinks.eventbridge]`` endpoint is a fault proxy in front of moto (both in this
 process); a rule on the bus sends every event of the source to an SQS queue that a background
 thread drains as it fills, so the test sees what EventBridge delivered, in arrival order.
 
@@ -73,7 +73,7 @@ def cloud_daemon(broker: Mosquitto, workdir: Path, proxy: FaultProxy) -> DaemonP
         workdir=workdir,
         policy=HIGH_CAPS,
         extra_config={
-            "cloud": {
+            "sinks": {
                 "eventbridge": {"endpoint_url": proxy.url, "max_attempts": 1, "timeout_s": 5.0}
             }
         },

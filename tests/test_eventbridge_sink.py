@@ -28,8 +28,10 @@ from mosquitto import Mosquitto
 from moto_server import Feeds, MotoServer, seqs
 from mqtt_probe import until as probe_until
 
+from gateway.backoff import Backoff
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
+from gateway.counters import InputCounters
 from gateway.daemon import Daemon
 from gateway.echo import EchoLedger
 from gateway.events import (
@@ -48,6 +50,7 @@ from gateway.events import (
 from gateway.intake import FeedCommand, Intake
 from gateway.journal import Journal, JournalReader
 from gateway.policy import Limits
+from gateway.sinks.base import SinkContext
 from gateway.sinks.eventbridge import NO_CREDENTIALS, EventBridgeSink
 from gateway.state import GatewayState
 
@@ -67,11 +70,13 @@ def make_config(tmp_path: Path, endpoint: str, **eventbridge: Any) -> Config:
             "state_dir": str(tmp_path / "state"),
             "policy": {"cap_per_bowl": 1000, "min_gap_s": 0},
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
-            "cloud": {
+            "sinks": {
                 "eventbridge": {
                     "endpoint_url": endpoint,
                     "max_attempts": 2,
                     "timeout_s": 15.0,  # generous: a slow CI machine must not turn into a retry
+                    "retry_min_s": 0.05,
+                    "retry_max_s": 0.3,
                     **eventbridge,
                 }
             },
@@ -88,16 +93,14 @@ class Harness:
     task: asyncio.Task[None] | None = None
 
     def start_sink(self) -> EventBridgeSink:
-        self.sink = EventBridgeSink(
-            self.config,
-            self.journal,
-            self.intake,
-            SystemClock(),
-            retry_first_s=0.05,
-            retry_max_s=0.3,
-            config_retry_first_s=0.1,
-            config_retry_max_s=0.3,
+        settings = self.config.sinks.eventbridge
+        assert settings is not None
+        context = SinkContext(
+            self.config, self.journal, self.intake, SystemClock(), InputCounters()
         )
+        self.sink = EventBridgeSink(context, settings)
+        # A setup problem is retried slowly in production; quickly here.
+        self.sink._config_backoff = Backoff(0.1, 0.3)
         self.task = asyncio.create_task(self.sink.run(), name="eventbridge-under-test")
         return self.sink
 
@@ -251,7 +254,7 @@ async def test_delivers_every_event_in_seq_order_with_the_contract_fields(
         first_crossings = list(dict.fromkeys(s for b in batches for s in b))
         assert first_crossings == list(range(1, n + 1))
         assert proxy.size_violations == 0
-        assert sink.counters.sent == n
+        assert sink.status().delivered == n
         assert len(batches) >= sink.counters.batches
         status = sink.status()
         assert status.connected
@@ -299,7 +302,7 @@ async def test_event_types_filter_passes_the_rest_over(
         await until(lambda: sink.cursor == 30, what="the cursor to pass the filtered events")
         assert seqs(seen) == wanted
         assert {e["detail-type"] for e in seen} == {"Feed Requested", "Food Level Changed"}
-        assert sink.counters.passed_over == len(skipped)
+        assert sink.status().passed_over == len(skipped)
         assert not set(s for b in wire_seqs(proxy) for s in b) & set(skipped)
 
 
@@ -334,7 +337,7 @@ async def test_partial_failure_resends_from_the_first_failed_entry(
         assert last_copies_in_order(arrivals)
         assert sink.counters.partial_failures == 1
         assert sink.counters.duplicates == 6
-        assert sink.counters.dead_lettered == 0
+        assert sink.status().dead_lettered == 0
 
 
 async def test_permanent_entry_failure_is_dead_lettered_and_does_not_block(
@@ -360,7 +363,7 @@ async def test_permanent_entry_failure_is_dead_lettered_and_does_not_block(
         assert letter.payload.dead_event_id == double.event_id
         assert "MalformedDetail" in letter.payload.error
         assert seen[-1]["detail-type"] == "Event Dead Lettered"
-        assert sink.counters.dead_lettered == 1
+        assert sink.status().dead_lettered == 1
         # Echo credits only for what got in: none for the dead-lettered DOUBLE; the LONGs got
         # in twice (with the failed call, and again after it), so each copy may echo back.
         now = int(time.time() * 1000)
@@ -398,7 +401,7 @@ async def test_access_denied_entry_waits_and_is_never_dead_lettered(
         await until(lambda: sink.cursor == 3, what="the cursor to reach seq 3")
         assert proxy.pending_faults == 0
         assert seqs(seen)[-3:] == [1, 2, 3]
-        assert sink.counters.dead_lettered == 0
+        assert sink.status().dead_lettered == 0
         assert sink.status().last_error is None
         assert h.journal.dead_letters("eventbridge") == []
 
@@ -421,7 +424,7 @@ async def test_a_refused_call_is_narrowed_to_the_entry_it_was_refused_for(
         assert isinstance(letter.payload, EventDeadLettered)
         assert letter.payload.dead_seq == 1
         assert "ValidationException" in letter.payload.error
-        assert sink.counters.dead_lettered == 1
+        assert sink.status().dead_lettered == 1
     with JournalReader.open(config.journal_file) as reader:
         rows = reader.dead_letters("eventbridge")
     assert [(s, q) for s, q, _e, _a in rows] == [("eventbridge", 1)]
@@ -622,7 +625,7 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
             "broker": {"host": broker.host, "port": broker.port, "reconnect_max_s": 0.3},
             "policy": {"cap_per_bowl": 1000, "min_gap_s": 0},
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
-            "cloud": {"eventbridge": {"endpoint_url": proxy.url, "max_attempts": 1}},
+            "sinks": {"eventbridge": {"endpoint_url": proxy.url, "max_attempts": 1}},
         }
     )
     with Probe(broker.host, broker.port, subscribe=["cat-feeder/action"]) as feeder:

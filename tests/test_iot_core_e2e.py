@@ -1,5 +1,5 @@
 """End to end with IoT Core: the daemon as a real subprocess (``fmfb run``) with a
-``[cloud.iot_core]`` section, a local Mosquitto for the feeder and buttons, and a Mosquitto with
+``[sinks.iot_core]`` section, a local Mosquitto for the feeder and buttons, and a Mosquitto with
 mTLS standing in for IoT Core.
 
 The cloud is a paho client with its own client certificate on the TLS broker: it watches the
@@ -55,7 +55,7 @@ def daemon(broker: Mosquitto, tls_broker: Mosquitto, pki: Pki, tmp_path: Path) -
         broker.port,
         workdir=tmp_path / "gw",
         policy=HIGH_CAPS,
-        extra_config={"cloud": {"iot_core": iot_core}},
+        extra_config={"sinks": {"iot_core": iot_core}},
     ) as d:
         yield d
 

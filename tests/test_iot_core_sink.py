@@ -59,6 +59,7 @@ from gateway.intake import FeedCommand, Intake
 from gateway.journal import Journal, JournalReader
 from gateway.policy import Limits
 from gateway.rate import Pacer
+from gateway.sinks.base import SinkContext
 from gateway.sinks.iot_core import IotCoreSink, events_topic
 from gateway.state import GatewayState
 from gateway.wire import rfc3339_ms
@@ -248,8 +249,8 @@ def make_config(
             "feeding": {"portion_ms": 1500, "expiry_s": 300, "ack_timeout_s": 600},
             "policy": {"min_gap_s": 0, "cap_per_bowl": 1000},
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
-            "sinks": {"feeder": local_broker is not None},
-            "cloud": {
+            "sinks": {
+                "feeder": {"enabled": local_broker is not None},
                 "iot_core": {
                     "endpoint": "localhost",
                     "port": cloud_broker.port,
@@ -259,7 +260,7 @@ def make_config(
                     "metrics": False,  # not AWS: no SDK metrics in the username
                     "publish_rate_per_s": 100.0,
                     **iot_core,
-                }
+                },
             },
         }
     )
@@ -287,7 +288,9 @@ async def sink_running(config: Config, **sink_options: Any) -> AsyncIterator[Par
     limits = Limits(cap_per_bowl=1000, cap_period_ms=86_400_000, min_gap_ms=0)
     intake = Intake(journal, GatewayState(86_400_000), limits, config.feeding, clock)
     counters = InputCounters()
-    sink = IotCoreSink(config, journal, intake, clock, counters, **sink_options)
+    assert config.sinks.iot_core is not None
+    context = SinkContext(config, journal, intake, clock, counters)
+    sink = IotCoreSink(context, config.sinks.iot_core, **sink_options)
     task = asyncio.create_task(sink.run(), name="iot-core-under-test")
     try:
         yield Parts(journal, intake, sink, counters, task)
@@ -771,7 +774,7 @@ def requests_in_file(config: Config) -> list[FeedRequested]:
 
 @contextlib.asynccontextmanager
 async def gateway_running(config: Config) -> AsyncIterator[tuple[Daemon, IotCoreSink]]:
-    """A whole daemon in this loop (it wires the IoT Core sink from ``[cloud.iot_core]``), its
+    """A whole daemon in this loop (it wires the IoT Core sink from ``[sinks.iot_core]``), its
     IoT Core sink subscribed; stopped as SIGTERM would."""
     async with running(config) as daemon:
         sink = next(s for s in daemon.sinks if isinstance(s, IotCoreSink))

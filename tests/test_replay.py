@@ -323,7 +323,7 @@ def test_iot_core_replay_arrives_in_order_marked(tmp_path: Path) -> None:
                 {
                     "gateway_id": "gw-replay",
                     "state_dir": str(tmp_path / "state"),
-                    "cloud": {
+                    "sinks": {
                         "iot_core": {
                             "endpoint": "localhost",
                             "port": tls_broker.port,

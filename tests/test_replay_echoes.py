@@ -45,7 +45,7 @@ def config_for(tmp_path: Path, broker: Any, moto: MotoServer):
             "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
             # The replay sends to this emulator; the daemon itself has no cloud sink, so the
             # only echo credits it can hold are the ones the replay leaves.
-            "cloud": {"eventbridge": {"enabled": False, "endpoint_url": moto.url}},
+            "sinks": {"eventbridge": {"enabled": False, "endpoint_url": moto.url}},
         }
     )
 

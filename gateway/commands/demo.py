@@ -10,7 +10,7 @@ It starts, all on 127.0.0.1 with ports the kernel picks:
   moto, which the demo cuts and restores;
 - the feeder simulator (:mod:`gateway.feeder_sim`: the firmware's logic against the broker);
 - the gateway itself: the same :class:`~gateway.daemon.Daemon` as ``fmfb run``, in this
-  process, with a mock GPIO button and an MQTT button, and ``cloud.eventbridge`` pointing at
+  process, with a mock GPIO button and an MQTT button, and ``sinks.eventbridge`` pointing at
   the relay with dummy credentials. Only its EventBridge sink retries sooner after an outage
   (at most every 2 s rather than 15 s), so a restored link drains while people watch.
 

@@ -269,7 +269,7 @@ class EventBridgeTarget:
 
 class IotCoreTarget:
     """Publishes each event (QoS 1, in order, one PUBACK at a time, paced) over mTLS with the
-    configured [cloud.iot_core] certificate, on its events topic."""
+    configured [sinks.iot_core] certificate, on its events topic."""
 
     def __init__(self, config: Config, name: str, say: Callable[[str], None]) -> None:
         from awscrt import mqtt5  # noqa: PLC0415 - cloud only
@@ -279,7 +279,7 @@ class IotCoreTarget:
 
         iot = config.sinks.iot_core
         if iot is None:
-            raise ReplayUsageError("--to iot-core needs [cloud.iot_core] in the config")
+            raise ReplayUsageError("--to iot-core needs [sinks.iot_core] in the config")
         self.mqtt5 = mqtt5
         self.topic = events_topic(iot, config.gateway_id)
         self.gateway_id = config.gateway_id
@@ -359,7 +359,7 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
     "target_text",
     required=True,
     metavar="eventbridge|iot-core|jsonl:PATH",
-    help="Where to send: EventBridge, IoT Core ([cloud.iot_core]), or append to a JSONL file.",
+    help="Where to send: EventBridge, IoT Core ([sinks.iot_core]), or append to a JSONL file.",
 )
 @click.option("--name", required=True, help="The replay's name: run it again to resume.")
 @click.option("--from-seq", type=click.IntRange(min=1), help="First seq (inclusive).")

@@ -37,7 +37,7 @@ the broker has lost the session (the SDK does not do it).
 The SDK (awscrt) calls back on its own threads: every callback only hands over to the event
 loop with ``call_soon_threadsafe``; its futures are awaited through ``asyncio.wrap_future``.
 awsiotsdk and awscrt are imported only here, and only when the sink runs: the daemon imports
-this module only when ``[cloud.iot_core]`` is configured, so feeding works without them.
+this module only when ``[sinks.iot_core]`` is configured, so feeding works without them.
 """
 
 from __future__ import annotations
