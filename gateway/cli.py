@@ -326,8 +326,12 @@ def config_group() -> None:
 def config_check(config_path: Path | None) -> None:
     """Validate the config file; print the effective journal and broker."""
     config = _config(config_path)
+    for notice in config.deprecated:
+        click.echo(f"warning: {notice}", err=True)
+    sinks = ", ".join(config.sinks.configured()) or "none"
     click.echo(
-        f"ok: journal {config.journal_file}, broker {config.broker.host}:{config.broker.port}"
+        f"ok: journal {config.journal_file}, broker {config.broker.host}:{config.broker.port}, "
+        f"sinks {sinks}"
     )
 
 

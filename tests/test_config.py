@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import Config, default_state_dir, load_config, parse_config
 from gateway.errors import ConfigError
-from gateway.events import Bowl, ClickType
+from gateway.events import Bowl, ClickType, EventType
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "systemd" / "config.example.toml"
@@ -61,7 +61,10 @@ def test_defaults_load_without_a_file() -> None:
         ClickType.LONG: (Bowl.LEFT, Bowl.RIGHT),
     }
     assert cfg.policy.cap_per_bowl > 0
-    assert cfg.sinks.feeder is True
+    assert cfg.sinks.feeder is not None and cfg.sinks.feeder.enabled
+    assert cfg.sinks.feeder.start == "tail"  # old requests are history, not commands
+    assert list(cfg.sinks.configured()) == ["feeder"]  # no cloud, no file sink by default
+    assert cfg.deprecated == []
     assert cfg.buttons.gpio == []
     assert [b.name for b in cfg.buttons.mqtt] == ["mqtt-button"]
     assert cfg.gateway_id
@@ -411,3 +414,65 @@ def test_the_example_config_is_accepted() -> None:
     assert isinstance(data, dict)
     cfg = parse_config(data, source=str(EXAMPLE))
     assert load_config(EXAMPLE) == cfg
+
+
+# --- sink sections, and the keys of older files ------------------------------------------------
+
+
+def test_every_sink_section_shares_the_follower_settings() -> None:
+    cfg = parse_config(
+        {
+            "sinks": {
+                "feeder": {"enabled": False},
+                "jsonl": {"event_types": ["FeedRequested"], "start": "tail", "retry_max_s": 5},
+                "eventbridge": {"retry_min_s": 0.1},
+            }
+        }
+    )
+    assert list(cfg.sinks.configured()) == ["eventbridge", "jsonl"]
+    jsonl = cfg.sinks.jsonl
+    assert jsonl is not None
+    assert jsonl.event_types == [EventType.FEED_REQUESTED]
+    assert jsonl.start == "tail"
+    assert jsonl.retry_max_s == 5
+
+
+@pytest.mark.parametrize(
+    ("sinks", "key"),
+    [
+        ({"jsonl": {"retry_min_s": 10, "retry_max_s": 1}}, "sinks.jsonl"),
+        ({"jsonl": {"max_bytes": 10}}, "sinks.jsonl.max_bytes"),
+        ({"eventbridge": {"start": "middle"}}, "sinks.eventbridge.start"),
+        ({"feeder": {"event_typo": []}}, "sinks.feeder.event_typo"),
+        ({"kafka": {}}, "sinks.kafka"),
+    ],
+)
+def test_bad_sink_settings_name_the_key(sinks: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"sinks": sinks})
+    assert key in str(info.value)
+
+
+def test_old_files_keep_working_and_say_what_moved(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text(
+        '[sinks]\nfeeder = false\n\n[cloud.eventbridge]\nbus = "mine"\n\n'
+        '[cloud.iot_core]\nendpoint = "e"\ncert_file = "c"\nkey_file = "k"\n',
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert cfg.sinks.feeder is not None and not cfg.sinks.feeder.enabled
+    assert cfg.sinks.eventbridge is not None and cfg.sinks.eventbridge.bus == "mine"
+    assert cfg.sinks.iot_core is not None and cfg.sinks.iot_core.endpoint == "e"
+    notes = " ".join(cfg.deprecated)
+    assert "[cloud.eventbridge] is deprecated" in notes
+    assert "[sinks.eventbridge]" in notes
+    assert "[cloud.iot_core] is deprecated" in notes
+    assert "sinks.feeder = true|false is deprecated" in notes
+    assert str(path) in notes
+
+
+def test_a_section_in_both_places_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"cloud": {"eventbridge": {}}, "sinks": {"eventbridge": {}}})
+    assert "keep only [sinks.eventbridge]" in str(info.value)

@@ -632,20 +632,13 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
         async with running_daemon(config) as daemon:
             assert daemon.intake is not None
             status = await until(
-                lambda: next(
-                    (
-                        s
-                        for s in daemon.status()["sinks"]
-                        if s["name"] == "eventbridge" and s["last_error"]
-                    ),
-                    None,
-                ),
+                lambda: (s := daemon.status().sink("eventbridge")) and s.last_error and s,
                 what="the EventBridge sink to report missing credentials",
             )
-            assert status["last_error"] == NO_CREDENTIALS
-            assert status["connected"] is False
-            assert status["cursor"] == 0
-            assert status["backlog"] >= 1  # GatewayStarted waits in the journal
+            assert status.last_error == NO_CREDENTIALS
+            assert status.connected is False
+            assert status.cursor == 0
+            assert status.backlog >= 1  # GatewayStarted waits in the journal
             assert "eventbridge OFFLINE" in daemon.status_line()
 
             # Feeding goes on: the request is journaled and reaches the feeder.
