@@ -219,7 +219,7 @@ def make_config(state_dir: Path, broker: TlsBroker, pki: Pki) -> Config:
                     "key_file": str(pki.client_key),
                     "ca_file": str(pki.ca),
                     "metrics": False,
-                }
+                },
             },
         }
     )

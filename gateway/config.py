@@ -7,9 +7,7 @@ a :class:`~gateway.errors.ConfigError` that names the key (``policy.min_gap_s: .
 
 from __future__ import annotations
 
-import os
 import socket
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -26,6 +24,7 @@ from pydantic import (
 
 from gateway.errors import ConfigError
 from gateway.events import Bowl, ClickType, EventType, canonical_bowls
+from gateway.paths import StatePaths, default_state_dir, read_toml
 
 
 class _Section(BaseModel):
@@ -274,15 +273,6 @@ class CloudConfig(_Section):
     echo_window_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 600
 
 
-def default_state_dir() -> Path:
-    """systemd's StateDirectory when run as a service, else the XDG state home."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
-    return base / "fmfb"
-
-
 class Config(_Section):
     gateway_id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         default_factory=socket.gethostname
@@ -320,12 +310,20 @@ class Config(_Section):
         return v.upper()
 
     @property
+    def paths(self) -> StatePaths:
+        return StatePaths(
+            self.state_dir,
+            self.journal_path or self.state_dir / "journal.db",
+            self.control_socket or self.state_dir / "control.sock",
+        )
+
+    @property
     def journal_file(self) -> Path:
-        return self.journal_path or self.state_dir / "journal.db"
+        return self.paths.journal_file
 
     @property
     def control_path(self) -> Path:
-        return self.control_socket or self.state_dir / "control.sock"
+        return self.paths.control_path
 
 
 # Where keys of older config files went: (old path, new path). Old files keep working; each
@@ -403,14 +401,4 @@ def load_config(path: Path | None) -> Config:
     """The config at ``path``, or the embedded defaults when ``path`` is None."""
     if path is None:
         return parse_config({}, source="defaults")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from e
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return parse_config(data, source=str(path))
+    return parse_config(read_toml(path), source=str(path))

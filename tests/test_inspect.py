@@ -33,6 +33,7 @@ from mosquitto import Mosquitto
 from waiting import wait_for
 
 from gateway import cli
+from gateway.commands import journal as journal_commands
 
 ACCEPTED = re.compile(r"^accepted: feed (\S+) \(seq (\d+), request ([0-9a-f-]{36})\)", re.M)
 POLICY = {"cap_per_bowl": 2, "cap_period_s": 86_400, "min_gap_s": 0}
@@ -435,7 +436,7 @@ def test_verify_reports_progress_on_stderr(
 ) -> None:
     copy = tmp_path / "copy.db"
     sqlite_copy(scene.daemon.journal_path, copy)
-    monkeypatch.setattr(cli, "VERIFY_PROGRESS_ROWS", 3)
+    monkeypatch.setattr(journal_commands, "VERIFY_PROGRESS_ROWS", 3)
     result = CliRunner().invoke(cli.main, ["journal", "verify", "--journal", str(copy)])
     assert result.exit_code == 0, result.output
     assert re.search(r"^ok: \d+ rows", result.stdout, re.M)

@@ -7,7 +7,6 @@ statements) or on a copied file (``--journal FILE``). They share one set of filt
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 import json
@@ -16,27 +15,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from gateway.chain import row_hash
-from gateway.chart import render_html
-from gateway.cli import (
-    EXIT_REJECTED,
-    _fail,
-    _iso,
-    _open_reader,
-    _summary,
-    _when,
-)
+from gateway.commands.common import EXIT_REJECTED, fail, iso, open_reader, summary, when
 from gateway.commands.options import config_option, journal_option
-from gateway.events import Event, EventType, Origin, canonical_json
+from gateway.events import Event, EventType, Origin
 from gateway.journal import JournalReader
-from gateway.stats import BOWLS, Stats, day_of, days_between, fold
 
 CSV_COLUMNS = (
     "seq",
@@ -120,11 +110,11 @@ _FILTER_OPTIONS = (
     click.option("--to-seq", type=click.IntRange(min=1), help="Only seq <= this."),
     click.option(
         "--since",
-        callback=_when,
+        callback=when,
         help="Only events recorded at or after this time (ISO 8601, no zone = UTC; or a "
         "duration ago: 90m, 2h, 7d). " + _TIME_NOTE,
     ),
-    click.option("--until", callback=_when, help="Only events recorded before this time."),
+    click.option("--until", callback=when, help="Only events recorded before this time."),
 )
 
 
@@ -157,8 +147,8 @@ def _row(e: Event) -> str:
     clock = "" if e.clock_synced else " (clock unsynced)"
     flag = " RECOVERED" if e.recovered else ""
     return (
-        f"{e.seq:>8}  {_iso(e.occurred_at_ms)}{clock}  {e.type.value:<17} "
-        f"{e.origin.value:<8} {_summary(e)}{flag}"
+        f"{e.seq:>8}  {iso(e.occurred_at_ms)}{clock}  {e.type.value:<17} "
+        f"{e.origin.value:<8} {summary(e)}{flag}"
     )
 
 
@@ -172,22 +162,8 @@ def rfc3339(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _last_days(filters: Filters, days: int | None, now_ms: int) -> tuple[Filters, list[str]]:
-    """With ``--days N``: the last N UTC days (today included), as a since-filter and a list."""
-    if days is None:
-        return filters, []
-    today = datetime.fromtimestamp(now_ms / 1000, tz=UTC).date()
-    first = today - timedelta(days=days - 1)
-    start_ms = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) * 1000
-    since = start_ms if filters.since_ms is None else max(start_ms, filters.since_ms)
-    return (
-        dataclasses.replace(filters, since_ms=since),
-        days_between(first.isoformat(), today.isoformat()),
-    )
 
 
 # --- list ----------------------------------------------------------------------------------
@@ -216,7 +192,7 @@ def journal_list(
 
     Columns: seq, recorded time (UTC), type, origin, summary. The order is seq.
     """
-    with _open_reader(journal_path, config_path) as reader:
+    with open_reader(journal_path, config_path) as reader:
         events = list(filters.events(reader, newest_first=True, limit=limit))
     events.reverse()
     if not events and not as_json:
@@ -259,10 +235,10 @@ def journal_show(
 
     Exit status: 0 shown and its hash checks out, 1 its hash or link does not, 2 no such event.
     """
-    with _open_reader(journal_path, config_path) as reader:
+    with open_reader(journal_path, config_path) as reader:
         e = _find(reader, ref.strip())
         if e is None:
-            _fail(f"no event {ref!r} in {reader.path}")
+            fail(f"no event {ref!r} in {reader.path}")
         hash_ok, link_ok = _checks(reader, e)
     if as_json:
         click.echo(json.dumps({**e.to_dict(), "hash_ok": hash_ok, "link_ok": link_ok}))
@@ -331,7 +307,7 @@ def journal_tail(
     """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        with _open_reader(journal_path, config_path) as reader:
+        with open_reader(journal_path, config_path) as reader:
             after = reader.last_seq()
             upto = after if filters.to_seq is None else min(after, filters.to_seq)
             head = dataclasses.replace(filters, to_seq=upto)
@@ -352,204 +328,3 @@ def journal_tail(
 
 
 # --- stats ---------------------------------------------------------------------------------
-
-
-def _duration(ms: int) -> str:
-    s = ms // 1000
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def _print_stats(stats: Stats) -> None:
-    if stats.first_seq is None:
-        click.echo("no events match")
-        return
-    click.echo(f"events: {stats.events} (seq {stats.first_seq}-{stats.last_seq})")
-    click.echo("feeds per bowl per UTC day (accepted requests / confirmed dispensed):")
-    click.echo((f"  {'day':<12}" + "".join(f"{b:>10}    " for b in BOWLS)).rstrip())
-    for day in stats.days():
-        cells = "".join(
-            f"{stats.feeds('requested', day, b):>8} / {stats.feeds('dispensed', day, b):<3}"
-            for b in BOWLS
-        )
-        click.echo(f"  {day:<12}{cells}".rstrip())
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejections.items()))
-    click.echo(f"rejections by reason: {rejected or 'none'}")
-    click.echo(f"unconfirmed feeds: {stats.unconfirmed}")
-    points = stats.food_levels
-    click.echo(f"food level: {len(points)} change(s)" + (":" if points else ""))
-    if len(points) > 10:
-        click.echo(f"  ... {len(points) - 10} earlier (--json for all)")
-    for p in points[-10:]:
-        click.echo(f"  {_iso(p.at_ms)}  {p.level:>3}%  (seq {p.seq})")
-    up = stats.uptime
-    if up.fraction is None:
-        click.echo("feeder uptime: unknown (no FeederOnline/FeederOffline)")
-        return
-    known = sum(up.known_ms.values())
-    click.echo(f"feeder uptime: {up.fraction:.1%} online of {_duration(known)} known")
-    for day in sorted(up.known_ms):
-        frac = up.day_fraction(day) or 0.0
-        click.echo(f"  {day}  {frac:6.1%} of {_duration(up.known_ms[day])}")
-
-
-@click.command("stats")
-@click.option(
-    "--days", type=click.IntRange(min=1), help="Only the last N UTC days (today included)."
-)
-@filter_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-@journal_option
-@config_option
-def journal_stats(
-    days: int | None,
-    filters: Filters,
-    as_json: bool,
-    journal_path: Path | None,
-    config_path: Path | None,
-) -> None:
-    """Feeds per bowl per day, rejections by reason, unconfirmed feeds, food level over time
-    and feeder uptime.
-
-    Feeds are counted per bowl (a feed of both bowls counts once for each), per UTC day of the
-    event's recorded time: accepted = FeedRequested, confirmed = FeedDispensed. Uptime is the
-    share of time the feeder was online, from FeederOnline/FeederOffline, up to now (or
-    --until); time while the gateway was stopped is not counted, nor time before the first
-    FeederOnline/FeederOffline in the range (--days, --since and --from-seq narrow it).
-    """
-    now = _now_ms()
-    filters, _ = _last_days(filters, days, now)
-    end = now if filters.until_ms is None else min(now, filters.until_ms)
-    with _open_reader(journal_path, config_path) as reader:
-        stats = fold(filters.events(reader), end_ms=end)
-    if as_json:
-        click.echo(json.dumps(stats.to_dict()))
-    else:
-        _print_stats(stats)
-
-
-# --- export --------------------------------------------------------------------------------
-
-
-def _write(events: Iterator[Event], fmt: str, out: IO[str]) -> int:
-    n = 0
-    if fmt == "jsonl":
-        for e in events:
-            out.write(json.dumps(e.to_dict()) + "\n")
-            n += 1
-        return n
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for e in events:
-        writer.writerow(
-            (
-                e.seq,
-                e.event_id,
-                e.type.value,
-                rfc3339(e.occurred_at_ms),
-                str(e.clock_synced).lower(),
-                e.origin.value,
-                str(e.recovered).lower(),
-                canonical_json(e.payload.to_dict()),
-                e.hash,
-            )
-        )
-        n += 1
-    return n
-
-
-@click.command("export")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "csv"]),
-    default="jsonl",
-    show_default=True,
-    help="jsonl: one event object per line (as list --json). csv: seq, event_id, type, "
-    "occurred_at (RFC 3339), clock_synced, origin, recovered, payload (JSON), hash.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to FILE (replaced whole when done) [default: stdout].",
-)
-@filter_options
-@journal_option
-@config_option
-def journal_export(
-    fmt: str,
-    out: Path | None,
-    filters: Filters,
-    journal_path: Path | None,
-    config_path: Path | None,
-) -> None:
-    """Export the matching events, in seq order, as JSONL or CSV."""
-    with _open_reader(journal_path, config_path) as reader:
-        if out is None:
-            _write(filters.events(reader), fmt, sys.stdout)
-            return
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            with tmp.open("w", encoding="utf-8", newline="") as f:
-                n = _write(filters.events(reader), fmt, f)
-            tmp.replace(out)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            _fail(f"cannot write {out}: {e}")
-    click.echo(f"wrote {n} events to {out}", err=True)
-
-
-# --- chart ---------------------------------------------------------------------------------
-
-
-@click.command("chart")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The HTML file to write.",
-)
-@click.option("--days", type=click.IntRange(min=1), help="The last N UTC days (today included).")
-@filter_options
-@journal_option
-@config_option
-def journal_chart(
-    out: Path,
-    days: int | None,
-    filters: Filters,
-    journal_path: Path | None,
-    config_path: Path | None,
-) -> None:
-    """Draw the feeding history to one self-contained HTML file (inline SVG, no scripts).
-
-    Feeds per bowl per day (accepted requests) as bars, food level over time as a line.
-    """
-    now = _now_ms()
-    filters, shown = _last_days(filters, days, now)
-    end = now if filters.until_ms is None else min(now, filters.until_ms)
-    with _open_reader(journal_path, config_path) as reader:
-        stats = fold(filters.events(reader), end_ms=end)
-        title = f"Feeding history: {reader.path.name}"
-    html = render_html(stats, days=shown or None, title=title)
-    try:
-        out.write_text(html, encoding="utf-8")
-    except OSError as e:
-        _fail(f"cannot write {out}: {e}")
-    n_days = len(shown or stats.days())
-    click.echo(
-        f"wrote {out.resolve()} ({n_days} days, {stats.events} events, "
-        f"{len(stats.food_levels)} food level points; as of {day_of(now)})"
-    )
-
-
-# What gateway/cli.py registers under `fmfb journal` (typed here: mypy cannot infer decorated
-# commands across the cli <-> inspect import cycle).
-COMMANDS: tuple[click.Command, ...] = (
-    journal_list,
-    journal_show,
-    journal_tail,
-    journal_stats,
-    journal_export,
-    journal_chart,
-)

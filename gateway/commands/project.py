@@ -11,18 +11,13 @@ from pathlib import Path
 
 import click
 
+from gateway.commands.common import fail, open_reader, when
 from gateway.commands.options import config_option, journal_option
 from gateway.errors import GatewayError
 from gateway.projections import Projection, Runner
 from gateway.projections.feeding_history import PROJECTION as FEEDING_HISTORY
 
 PROJECTIONS: dict[str, Projection] = {FEEDING_HISTORY.name: FEEDING_HISTORY}
-
-
-def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    from gateway.cli import parse_when  # noqa: PLC0415 - gateway.cli imports this module
-
-    return None if value is None else parse_when(value)
 
 
 @click.group()
@@ -47,7 +42,7 @@ def _command(name: str, projection: Projection) -> click.Command:
     @click.option("--until-seq", type=click.IntRange(min=0), help="Fold events up to this seq.")
     @click.option(
         "--until",
-        callback=_when,
+        callback=when,
         help="Fold events recorded before this time (ISO 8601 or a duration ago); seq is the "
         "order: the fold stops at the first event recorded at or after it.",
     )
@@ -65,10 +60,8 @@ def _command(name: str, projection: Projection) -> click.Command:
         journal_path: Path | None,
         config_path: Path | None,
     ) -> None:
-        from gateway.cli import _fail, _open_reader  # noqa: PLC0415 - see _when
-
         if until_seq is not None and until is not None:
-            _fail("give --until-seq or --until, not both")
+            fail("give --until-seq or --until, not both")
         if rebuild:
             Runner.remove(out)
 
@@ -76,14 +69,14 @@ def _command(name: str, projection: Projection) -> click.Command:
             if not quiet:
                 click.echo(f"{name}: seq {seq}/{target}", err=True)
 
-        with _open_reader(journal_path, config_path) as reader:
+        with open_reader(journal_path, config_path) as reader:
             try:
                 with Runner(projection, out) as runner:
                     result = runner.run(
                         reader, until_seq=until_seq, until_ms=until, progress=progress
                     )
             except GatewayError as e:
-                _fail(str(e))
+                fail(str(e))
         rate = result.applied / result.seconds if result.seconds > 0 else 0.0
         click.echo(
             f"{name}: {out} at seq {result.seq} (from {result.start_seq}; {result.applied} "

@@ -20,6 +20,7 @@ from typing import IO, Any, Final
 
 import click
 
+from gateway.commands.common import fail, load_config, open_reader, when
 from gateway.commands.options import config_option, journal_option
 from gateway.config import Config
 from gateway.eventbridge_entries import (
@@ -347,12 +348,6 @@ class IotCoreTarget:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    from gateway.cli import parse_when  # noqa: PLC0415 - gateway.cli imports this module
-
-    return None if value is None else parse_when(value)
-
-
 @click.command("replay")
 @click.option(
     "--to",
@@ -364,8 +359,8 @@ def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
 @click.option("--name", required=True, help="The replay's name: run it again to resume.")
 @click.option("--from-seq", type=click.IntRange(min=1), help="First seq (inclusive).")
 @click.option("--to-seq", type=click.IntRange(min=1), help="Last seq (inclusive).")
-@click.option("--since", callback=_when, help="Recorded at or after (ISO 8601 or 2h ago).")
-@click.option("--until", callback=_when, help="Recorded before (same forms).")
+@click.option("--since", callback=when, help="Recorded at or after (ISO 8601 or 2h ago).")
+@click.option("--until", callback=when, help="Recorded before (same forms).")
 @click.option(
     "--type",
     "types",
@@ -421,7 +416,6 @@ def replay(  # noqa: PLR0917 - one parameter per option
       fmfb replay --to eventbridge --bus history-v2 --name backfill --type FeedRequested
       fmfb replay --to iot-core --name last-week --since 7d
     """
-    from gateway.cli import _config, _fail, _open_reader  # noqa: PLC0415 - see _when
 
     def say(text: str) -> None:
         if not quiet:
@@ -432,9 +426,9 @@ def replay(  # noqa: PLR0917 - one parameter per option
         cursor_name(name)
         selection = Selection(from_seq, to_seq, since, until, types)
     except ReplayUsageError as e:
-        _fail(str(e))
-    config = _config(config_path)
-    with _open_reader(journal_path, config_path) as reader:
+        fail(str(e))
+    config = load_config(config_path)
+    with open_reader(journal_path, config_path) as reader:
         cursor = ReplayCursor(reader.path, name)
         try:
             sender = _open_target(
@@ -449,14 +443,14 @@ def replay(  # noqa: PLR0917 - one parameter per option
             )
         except ReplayUsageError as e:
             cursor.close()
-            _fail(str(e))
+            fail(str(e))
         except ReplayFailedError as e:
             cursor.close()
-            _fail(str(e), EXIT_FAILED)
+            fail(str(e), EXIT_FAILED)
         try:
             _run(reader, cursor, sender, selection, name=name, target=target, say=say)
         except ReplayFailedError as e:
-            _fail(
+            fail(
                 f"{e} (replay {name} stopped at seq {cursor.get() or 0}; run it again to retry)",
                 EXIT_FAILED,
             )
