@@ -2,7 +2,7 @@
 
 No boto3 here: the sink (``gateway.sinks.eventbridge``) does the I/O; this module decides.
 
-Entries (DESIGN.md, "Contracts" → "Cloud"): ``EventBusName`` the configured bus, ``Source`` the
+Entries (docs/architecture.md, "Cloud"): ``EventBusName`` the configured bus, ``Source`` the
 configured source, ``DetailType`` the event type in spaced words, ``Time`` when it happened (a
 timezone-aware datetime), ``Detail`` the cloud detail as compact JSON.
 

@@ -8,7 +8,7 @@ motors are a list of recorded runs, the flash that holds the dedupe memory is a 
 food level is a number that drops as the motors turn. So what the tests and the demo see the
 feeder do is what the firmware would decide.
 
-It speaks DESIGN.md's "Local MQTT topics" as the device does:
+It speaks docs/architecture.md's "Local MQTT topics" as the device does:
 
 - a persistent session (fixed client id, ``clean_start=False``, a session expiry), so requests
   published while it was away are queued by the broker and arrive when it is back;

@@ -119,8 +119,9 @@ class Intake:
     def remote_command_nowait(self, command: RemoteCommand) -> asyncio.Future[Event]:
         """A feed command from the cloud: an echo of our own press, or a real request.
 
-        An echo (DESIGN.md, "Cloud") is journaled as rejected with reason ``echo`` and never
-        fed; anything else goes through the same policy as a press, deduplicated by its id.
+        An echo (docs/architecture.md, "Cloud") is journaled as rejected with reason ``echo``
+        and never fed; anything else goes through the same policy as a press, deduplicated by
+        its id.
         """
         bowls = command.bowls or self.feeding.bowls_for(command.click)
         feed = FeedCommand(

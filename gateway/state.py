@@ -26,7 +26,7 @@ from gateway.events import (
     RefusedBy,
     RejectReason,
 )
-from gateway.wire import DispensedReport, DispenseStatus
+from gateway.reports import DispensedReport, DispenseStatus
 
 
 class RequestStatus(StrEnum):

@@ -8,7 +8,7 @@ before any parsing, and JSON is parsed strictly (UTF-8 only, no ``NaN``/``Infini
 and integer size bounded), because a device must not be able to make the gateway burn memory
 or stack.
 
-Topics (defaults, see DESIGN.md "Local MQTT topics"):
+Topics (defaults, see docs/architecture.md, "Local MQTT topics"):
 
 - ``cat-feeder/action`` (gateway → feeder): :func:`encode_action`, with
   :func:`message_expiry_s` for the MQTT 5 Message Expiry Interval.
@@ -28,7 +28,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NoReturn
 
@@ -43,6 +42,7 @@ from gateway.events import (
     parse_enum,
     require,
 )
+from gateway.reports import DispensedReport, DispenseStatus, StatesReport
 
 __all__ = [
     "DEFAULT_CLICK_BOWLS",
@@ -101,29 +101,6 @@ _BUTTON_ACTIONS: Mapping[str, ClickType | None] = MappingProxyType(
         "": None,
     }
 )
-
-
-class DispenseStatus(StrEnum):
-    SERVED = "served"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True, slots=True)
-class DispensedReport:
-    """The feeder's acknowledgement of a request, from ``cat-feeder/dispensed``."""
-
-    request_id: str
-    status: DispenseStatus
-    reason: str | None = None
-    bowls: tuple[Bowl, ...] | None = None
-    ran_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatesReport:
-    """What the gateway reads from ``cat-feeder/states``; other keys are ignored."""
-
-    food_capacity: int | None = None
 
 
 # --- decoding --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from gateway.events import (
     Origin,
     RefusedBy,
 )
+from gateway.reports import DispensedReport, DispenseStatus
 from gateway.state import (
     GatewayState,
     RequestStatus,
@@ -26,7 +27,6 @@ from gateway.state import (
     availability_event,
     food_level_event,
 )
-from gateway.wire import DispensedReport, DispenseStatus
 
 NOW = 1_800_000_000_000
 WINDOW = 86_400_000

@@ -1,5 +1,5 @@
 """The local MQTT wire format: decoders refuse garbage with PayloadError only; encoders match
-the contract in DESIGN.md ("Local MQTT topics")."""
+the contract in docs/architecture.md ("Local MQTT topics")."""
 
 from __future__ import annotations
 
