@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import aiomqtt
@@ -24,7 +23,7 @@ from gateway.config import BrokerConfig
 
 log = logging.getLogger(__name__)
 
-Session = Callable[[aiomqtt.Client], Awaitable[None]]
+Session = Callable[["LinkClient"], Awaitable[None]]
 
 # How long the broker keeps a persistent session (subscriptions and queued QoS 1 messages)
 # while we are away: long enough to ride out a daemon restart or an upgrade.
@@ -46,23 +45,55 @@ def _first_error(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttEr
     return first
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, waiting with ``asyncio.timeout`` instead of ``asyncio.wait_for``.
+async def honour_cancellation(operation: Awaitable[T]) -> T:
+    """Await an aiomqtt round trip, and raise a cancellation it swallowed.
 
-    Every broker round trip (CONNACK, SUBACK, PUBACK, the DISCONNECT) goes through
-    ``_wait_for``. On Python 3.11 ``asyncio.wait_for`` returns normally when a cancellation
-    lands just as the broker's answer arrives, swallowing it: a daemon told to stop as a
-    PUBACK or SUBACK came in kept that session running and never stopped.
+    aiomqtt waits for every broker answer (CONNACK, SUBACK, PUBACK, the DISCONNECT) with
+    ``asyncio.wait_for``. On Python 3.11 ``wait_for`` returns normally when a cancellation
+    lands just as the answer arrives, so a daemon told to stop as a PUBACK came in kept its
+    session running and never stopped. A cancellation request is still counted on the task
+    (``Task.cancelling()``): one more after the call than before means it was swallowed, and
+    we raise it. (Before and after, not "any": 3.11's TaskGroup leaves a count behind when a
+    child fails, so only the change says anything.) Public asyncio only: aiomqtt's internals
+    are free to change.
     """
+    before = _cancel_requests()
+    result = await operation
+    raise_if_swallowed(before)
+    return result
 
-    async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109 - aiomqtt's own signature
-        if timeout is None:
-            timeout = self.timeout
-        try:
-            async with asyncio.timeout(None if timeout == math.inf else timeout):
-                return await fut
-        except TimeoutError:
-            raise aiomqtt.MqttError("Operation timed out") from None
+
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def raise_if_swallowed(before: int) -> None:
+    """Raise CancelledError if this task was asked to stop since ``before`` and an await
+    swallowed it."""
+    if _cancel_requests() > before:
+        raise asyncio.CancelledError
+
+
+class LinkClient:
+    """What a session may do with the broker: subscribe, publish, read messages."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._client = client
+
+    async def subscribe(self, topics: list[tuple[str, int]]) -> None:
+        await honour_cancellation(self._client.subscribe(topics))
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int, properties: Properties | None = None
+    ) -> None:
+        await honour_cancellation(
+            self._client.publish(topic, payload, qos=qos, properties=properties)
+        )
+
+    @property
+    def messages(self) -> AsyncIterator[aiomqtt.Message]:
+        return self._client.messages
 
 
 class MqttLink:
@@ -90,7 +121,7 @@ class MqttLink:
                 keyfile=str(tls.key_file) if tls.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        return _Client(
+        return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
             username=self.broker.username,
@@ -109,8 +140,11 @@ class MqttLink:
     async def run(self, session: Session) -> None:
         """Connect and run ``session`` forever, reconnecting with back-off. Never returns."""
         while True:
+            before = _cancel_requests()
             try:
-                async with self._client() as client:
+                async with self._client() as raw:
+                    raise_if_swallowed(before)  # the CONNACK is in hand, unless the stop came
+                    client = LinkClient(raw)
                     self.connected = True
                     self.connects += 1
                     self.last_error = None
@@ -118,7 +152,10 @@ class MqttLink:
                     log.info(
                         "%s connected to %s:%d", self.client_id, self.broker.host, self.broker.port
                     )
-                    await session(client)
+                    try:
+                        await session(client)
+                    finally:
+                        before = _cancel_requests()  # the DISCONNECT's wait is next
             # except*: a session that runs its loops in a TaskGroup raises the lost link wrapped
             # in an ExceptionGroup; a plain except would let it end the daemon.
             except* aiomqtt.MqttError as group:
@@ -128,6 +165,7 @@ class MqttLink:
                 self.last_error = str(e)
             finally:
                 self.connected = False
+            raise_if_swallowed(before)  # one that came with the DISCONNECT's answer
             await asyncio.sleep(self._backoff.next_delay())
 
 

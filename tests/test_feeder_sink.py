@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 from inprocess import journaled, running
 from mqtt_probe import Publisher, Subscriber, until
 
+import gateway.mqtt_link
 from gateway.config import Config, parse_config
 from gateway.daemon import Daemon
 from gateway.events import (
@@ -32,6 +33,7 @@ from gateway.events import (
 )
 from gateway.intake import FeedCommand
 from gateway.journal import JournalReader
+from gateway.mqtt_link import LinkClient, honour_cancellation
 from gateway.state import RequestStatus
 
 ACTION = "cat-feeder/action"
@@ -347,9 +349,41 @@ async def test_ack_watcher_cancelled_as_a_publish_wakes_it_stops(tmp_path, broke
         assert watcher.cancelled()
 
 
-def test_aiomqtt_still_waits_through_the_overridden_hook():
-    """``gateway.mqtt_link`` lets cancellations through by overriding aiomqtt's private
-    ``Client._wait_for``; that only helps while every round trip of aiomqtt goes through it."""
-    source = inspect.getsource(aiomqtt.Client)
-    assert source.count("await self._wait_for(") >= 4  # CONNACK, SUBACK, PUBACK, DISCONNECT
-    assert source.count("asyncio.wait_for(") == 1  # the one inside _wait_for itself
+async def _cancel_as_the_answer_arrives(operation: Any) -> asyncio.Task[Any]:
+    """Run ``operation(answer)`` in a task, then complete ``answer`` and cancel the task in
+    the same loop iteration: the moment a PUBACK and a stop arrive together."""
+    answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.ensure_future(operation(answer))
+    await asyncio.sleep(0)  # the task now waits inside wait_for
+    await asyncio.sleep(0)
+    answer.set_result(1)
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    return task
+
+
+async def test_a_cancellation_that_aiomqtt_s_wait_for_swallows_is_raised_again():
+    """aiomqtt waits for every broker answer with ``asyncio.wait_for``, which on Python 3.11
+    swallows a cancellation that lands as the answer arrives; ``honour_cancellation`` (around
+    every round trip of a session, and after connecting) raises it again."""
+
+    async def like_aiomqtt(answer: asyncio.Future[int]) -> int:
+        return await asyncio.wait_for(answer, timeout=10)
+
+    bare = await _cancel_as_the_answer_arrives(like_aiomqtt)
+    if sys.version_info < (3, 12):
+        # The fault is real on this Python: without the guard the stop is lost.
+        assert not bare.cancelled()
+        assert bare.result() == 1
+
+    guarded = await _cancel_as_the_answer_arrives(
+        lambda answer: honour_cancellation(like_aiomqtt(answer))
+    )
+    assert guarded.cancelled()
+
+
+def test_sessions_reach_the_broker_only_through_the_guarded_client():
+    """Every session gets a LinkClient, whose round trips all go through the guard."""
+    source = inspect.getsource(LinkClient)
+    assert source.count("await honour_cancellation(") == 2  # subscribe, publish
+    assert "_wait_for" not in inspect.getsource(gateway.mqtt_link)  # no private aiomqtt hook

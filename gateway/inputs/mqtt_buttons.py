@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 
-import aiomqtt
-
 from gateway.config import BrokerConfig, MqttButtonConfig
 from gateway.counters import InputCounters
 from gateway.errors import PayloadError
 from gateway.intake import Intake
-from gateway.mqtt_link import MqttLink, message_bytes
+from gateway.mqtt_link import LinkClient, MqttLink, message_bytes
 from gateway.status import InputStatus
 from gateway.wire import decode_button
 
@@ -51,7 +49,7 @@ class MqttButtons:
     def status(self) -> InputStatus:
         return InputStatus(self.name, self.link.connected, self.link.last_error, self.received)
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: LinkClient) -> None:
         await client.subscribe([(topic, 1) for topic in self.by_topic])
         async for message in client.messages:
             topic = str(message.topic)

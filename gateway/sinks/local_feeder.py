@@ -23,7 +23,6 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 
 from gateway.config import FeederSinkConfig
@@ -37,7 +36,7 @@ from gateway.events import (
     RefusedBy,
     RejectReason,
 )
-from gateway.mqtt_link import MqttLink, message_bytes, mqtt_properties
+from gateway.mqtt_link import LinkClient, MqttLink, message_bytes, mqtt_properties
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.follower import Follower, Outcome, follow
 from gateway.state import RequestStatus, acknowledgement_event, availability_event, food_level_event
@@ -105,7 +104,7 @@ class LocalFeederSink:
             tasks.create_task(self.link.run(self._session), name="feeder-link")
             tasks.create_task(self._watch_acknowledgements(), name="feeder-acks")
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: LinkClient) -> None:
         await client.subscribe(
             [(self.topics.dispensed, 1), (self.topics.states, 1), (self.topics.availability, 1)]
         )
@@ -120,7 +119,7 @@ class LocalFeederSink:
 
     # --- journal → feeder ------------------------------------------------------------------
 
-    async def _deliver_batch(self, client: aiomqtt.Client, events: Sequence[Event]) -> Outcome:
+    async def _deliver_batch(self, client: LinkClient, events: Sequence[Event]) -> Outcome:
         """Publish each request in turn. The cursor moves over one only with the broker's
         PUBACK in hand; a lost link raises out of here and ends the session, which
         reconnects and sends from the cursor again."""
@@ -130,7 +129,7 @@ class LocalFeederSink:
             self.follower.advance(event.seq)  # a crash before this line sends it again
         return Outcome(len(events))
 
-    async def _deliver(self, client: aiomqtt.Client, event: Event, request: FeedRequested) -> None:
+    async def _deliver(self, client: LinkClient, event: Event, request: FeedRequested) -> None:
         record = self.intake.state.requests.get(request.request_id)
         if record is not None and record.status is not RequestStatus.REQUESTED:
             return  # already answered (we are re-reading after a restart): not a command now
@@ -161,7 +160,7 @@ class LocalFeederSink:
 
     # --- feeder → journal ------------------------------------------------------------------
 
-    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+    async def _receive_loop(self, client: LinkClient) -> None:
         async for message in client.messages:
             topic = str(message.topic)
             payload = message_bytes(message)
