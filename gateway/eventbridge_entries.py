@@ -135,26 +135,6 @@ def build_entry(event: Event, spec: EntrySpec) -> Entry:
 # --- batches -------------------------------------------------------------------------------
 
 
-def split_batches(entries: Iterable[Entry]) -> list[list[Entry]]:
-    """Group entries, in order, into calls of at most 10 entries and 256 KiB; oversized
-    entries are left out (they are never sent). Greedy: a batch closes when the next entry
-    would not fit."""
-    batches: list[list[Entry]] = []
-    current: list[Entry] = []
-    total = 0
-    for entry in entries:
-        if entry.oversized:
-            continue
-        if current and (len(current) >= MAX_ENTRIES or total + entry.size > MAX_BATCH_BYTES):
-            batches.append(current)
-            current, total = [], 0
-        current.append(entry)
-        total += entry.size
-    if current:
-        batches.append(current)
-    return batches
-
-
 @dataclass(frozen=True, slots=True)
 class SendStep:
     """Send ``entries`` (possibly none); once all are accepted the cursor moves to

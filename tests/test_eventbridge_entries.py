@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -22,9 +23,9 @@ from gateway.eventbridge_entries import (
     classify,
     entry_size,
     interpret,
+    iter_plan,
     plan,
     resume_seq,
-    split_batches,
 )
 from gateway.events import (
     Bowl,
@@ -326,19 +327,23 @@ def test_plan_invariants(case: tuple[list[Event], EntrySpec, int]) -> None:
 
 
 @given(st.lists(st.integers(0, MAX_BATCH_BYTES + 5_000), max_size=80))
-def test_split_batches_invariants(sizes: list[int]) -> None:
+def test_plan_batches_are_full_and_greedy(sizes: list[int]) -> None:
     base = base_started_size()
-    entries = [build_entry(started(i + 1, max(0, s - base)), SPEC) for i, s in enumerate(sizes)]
-    batches = split_batches(entries)
+    events = [started(i + 1, max(0, s - base)) for i, s in enumerate(sizes)]
+    entries = [build_entry(e, SPEC) for e in events]
+    steps = list(iter_plan(events, SPEC))
+    batches = [list(s.entries) for s in steps if isinstance(s, SendStep)]
     flat = [e.seq for b in batches for e in b]
     assert flat == [e.seq for e in entries if not e.oversized]  # order kept, each exactly once
-    for i, batch in enumerate(batches):
+    for step, nxt in itertools.pairwise(steps):
+        if not isinstance(step, SendStep):
+            continue
+        batch = list(step.entries)
         assert 1 <= len(batch) <= MAX_ENTRIES
         assert sum(e.size for e in batch) <= MAX_BATCH_BYTES
-        if i + 1 < len(batches):
+        if isinstance(nxt, SendStep):
             # Greedy: a batch closed only because the next entry would not have fitted.
-            nxt = batches[i + 1][0]
-            assert len(batch) == MAX_ENTRIES or sum(e.size for e in batch) + nxt.size > (
+            assert len(batch) == MAX_ENTRIES or sum(e.size for e in batch) + nxt.entries[0].size > (
                 MAX_BATCH_BYTES
             )
 

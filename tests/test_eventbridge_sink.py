@@ -51,7 +51,8 @@ from gateway.intake import FeedCommand, Intake
 from gateway.journal import Journal, JournalReader
 from gateway.policy import Limits
 from gateway.sinks.base import SinkContext
-from gateway.sinks.eventbridge import NO_CREDENTIALS, EventBridgeSink
+from gateway.sinks.eventbridge import EventBridgeSink
+from gateway.sinks.eventbridge_calls import NO_CREDENTIALS
 from gateway.state import GatewayState
 
 T = TypeVar("T")

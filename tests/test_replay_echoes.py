@@ -16,10 +16,10 @@ import pytest
 from inprocess import journaled, running
 from moto_server import MotoServer
 
-from gateway.commands.replay import EventBridgeTarget
 from gateway.config import parse_config
 from gateway.control import call
 from gateway.events import ClickType, EventType, FeedRejected, FeedRequested
+from gateway.replay_targets import EventBridgeTarget
 from gateway.wire import RemoteCommand
 
 

@@ -9,14 +9,12 @@ replay's own cursor row after each accepted batch.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Final
 
 import click
 
@@ -25,13 +23,6 @@ from gateway.commands.options import config_option, journal_option
 from gateway.config import Config
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
-    DeadLetterStep,
-    Disposition,
-    EntrySpec,
-    SendStep,
-    interpret,
-    iter_plan,
-    resume_seq,
 )
 from gateway.events import Event, EventType
 from gateway.journal import JournalReader
@@ -40,25 +31,19 @@ from gateway.replay import (
     Selection,
     Target,
     cursor_name,
-    jsonl_line,
-    mark,
     parse_target,
     progress_line,
     replay_source,
 )
+from gateway.replay_targets import (
+    EventBridgeTarget,
+    IotCoreTarget,
+    JsonlTarget,
+    ReplayFailedError,
+)
 
 CHUNK: Final = 500  # events read per read transaction
 EXIT_FAILED: Final = 1
-RETRY_FIRST_S: Final = 0.5
-RETRY_MAX_S: Final = 30.0
-
-Advance = Callable[[int], None]
-
-
-class ReplayFailedError(Exception):
-    """The target refused an event for good; the cursor stays before it."""
-
-
 # --- the replay's cursor -------------------------------------------------------------------
 
 
@@ -131,218 +116,6 @@ def count_selected(reader: JournalReader, selection: Selection, after: int, end:
     finally:
         conn.close()
     return int(n)
-
-
-# --- targets -------------------------------------------------------------------------------
-
-
-class JsonlTarget:
-    """Appends one JSON object per line; each chunk is fsynced before the cursor moves."""
-
-    def __init__(self, path: Path, gateway_id: str, name: str) -> None:
-        self.path = path
-        self.gateway_id = gateway_id
-        self.name = name
-        self._file: IO[str] = path.open("a", encoding="utf-8")
-
-    def send(self, events: Sequence[Event], advance: Advance) -> None:
-        lines = [jsonl_line(e, self.gateway_id, self.name) + "\n" for e in events]
-        self._file.write("".join(lines))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        advance(events[-1].seq)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class EventBridgeTarget:
-    """PutEvents to any bus, with gateway.eventbridge_entries' batches and reply reading."""
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        bus: str,
-        source: str,
-        name: str,
-        endpoint_url: str | None,
-        batch_size: int,
-        say: Callable[[str], None],
-    ) -> None:
-        from botocore.config import Config as BotoConfig  # noqa: PLC0415 - cloud only
-
-        from gateway.credentials import aws_session  # noqa: PLC0415
-
-        eb = config.sinks.eventbridge
-        attempts = 5 if eb is None else eb.max_attempts
-        timeout = 10.0 if eb is None else eb.timeout_s
-        self.spec = EntrySpec(
-            bus=bus, source=source, gateway_id=config.gateway_id, replay=mark(name)
-        )
-        self.batch_size = batch_size
-        self.say = say
-        self.control_path = config.control_path
-        self._told_no_gateway = False
-        self.client = aws_session(config.cloud).client(
-            "events",
-            endpoint_url=endpoint_url,
-            region_name=config.cloud.aws.region,
-            config=BotoConfig(
-                retries={"mode": "standard", "max_attempts": attempts},
-                connect_timeout=timeout,
-                read_timeout=timeout,
-            ),
-        )
-
-    def send(self, events: Sequence[Event], advance: Advance) -> None:
-        from gateway.sinks.eventbridge import describe_call_error  # noqa: PLC0415
-
-        for step in iter_plan(events, self.spec, max_entries=self.batch_size):
-            if isinstance(step, DeadLetterStep):
-                self.say(f"replay: seq {step.entry.seq} skipped: {step.error}")
-                advance(step.through_seq)
-                continue
-            remaining = step
-            delay = RETRY_FIRST_S
-            while True:
-                requests = [e.request for e in remaining.entries]
-                self._announce([e.seq for e in remaining.entries])
-                try:
-                    response = self.client.put_events(Entries=requests) if requests else {}
-                except Exception as e:
-                    failure = describe_call_error(e)
-                    if failure.disposition is not Disposition.TRANSIENT:
-                        raise ReplayFailedError(
-                            f"EventBridge refused seq {remaining.first_seq}..."
-                            f"{remaining.through_seq}: {failure.error}"
-                        ) from e
-                    self.say(f"replay: EventBridge unreachable ({failure.error}); retrying")
-                else:
-                    reply = interpret(response, len(requests))
-                    moved = resume_seq(remaining, reply)
-                    if moved is not None:
-                        advance(moved)
-                    if reply.first_failure is None:
-                        break
-                    failure_entry = remaining.entries[reply.accepted]
-                    if reply.first_failure.disposition is not Disposition.TRANSIENT:
-                        raise ReplayFailedError(
-                            f"EventBridge refused seq {failure_entry.seq}: "
-                            f"{reply.first_failure.describe()}"
-                        )
-                    remaining = SendStep(
-                        failure_entry.seq,
-                        remaining.through_seq,
-                        remaining.entries[reply.accepted :],
-                    )
-                    self.say(
-                        f"replay: seq {failure_entry.seq} not accepted "
-                        f"({reply.first_failure.describe()}); sending again"
-                    )
-                time.sleep(delay)
-                delay = min(RETRY_MAX_S, delay * 2)
-
-    def _announce(self, seqs: list[int]) -> None:
-        """Tell the running gateway these events are about to reach EventBridge, so that a
-        replayed press coming back through a rule like the published one (an id-less command)
-        is taken as an echo and never fed. Done before every send: each copy can echo once."""
-        from gateway.control import call  # noqa: PLC0415
-        from gateway.errors import ControlError  # noqa: PLC0415
-
-        if not seqs:
-            return
-        try:
-            call(self.control_path, {"op": "expect-echoes", "seqs": seqs}, timeout_s=5)
-        except ControlError as e:
-            if not self._told_no_gateway:
-                self._told_no_gateway = True
-                self.say(
-                    f"replay: no running gateway was told about this replay ({e}); if a rule "
-                    "turns these events into feed commands, a gateway started later could "
-                    "take them for real ones"
-                )
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
-
-
-class IotCoreTarget:
-    """Publishes each event (QoS 1, in order, one PUBACK at a time, paced) over mTLS with the
-    configured [sinks.iot_core] certificate, on its events topic."""
-
-    def __init__(self, config: Config, name: str, say: Callable[[str], None]) -> None:
-        from awscrt import mqtt5  # noqa: PLC0415 - cloud only
-        from awsiot import mqtt5_client_builder  # noqa: PLC0415
-
-        from gateway.sinks.iot_core import events_topic  # noqa: PLC0415
-
-        iot = config.sinks.iot_core
-        if iot is None:
-            raise ReplayUsageError("--to iot-core needs [sinks.iot_core] in the config")
-        self.mqtt5 = mqtt5
-        self.topic = events_topic(iot, config.gateway_id)
-        self.gateway_id = config.gateway_id
-        self.name = name
-        self.say = say
-        self.interval = 1.0 / iot.publish_rate_per_s
-        self._connected = threading.Event()
-        self._error: str | None = None
-        self._last = 0.0
-
-        def connected(_data: Any) -> None:
-            self._connected.set()
-
-        def failed(data: Any) -> None:
-            self._error = str(getattr(data, "exception", data))
-            self._connected.set()
-
-        # Its own client id: the daemon's session (the gateway id) must not be taken over.
-        client_id = f"{iot.client_id or config.gateway_id}-replay-{name}"[:128]
-        self.client = mqtt5_client_builder.mtls_from_path(
-            endpoint=iot.endpoint,
-            port=iot.port,
-            cert_filepath=str(iot.cert_file),
-            pri_key_filepath=str(iot.key_file),
-            ca_filepath=None if iot.ca_file is None else str(iot.ca_file),
-            client_id=client_id,
-            enable_metrics_collection=iot.metrics,
-            clean_start=True,
-            on_lifecycle_connection_success=connected,
-            on_lifecycle_connection_failure=failed,
-        )
-        self.client.start()
-        if not self._connected.wait(30) or self._error is not None:
-            self.client.stop()
-            raise ReplayFailedError(
-                f"IoT Core {iot.endpoint}:{iot.port}: {self._error or 'timeout'}"
-            )
-
-    def send(self, events: Sequence[Event], advance: Advance) -> None:
-        mqtt5 = self.mqtt5
-        for event in events:
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last = time.monotonic()
-            packet = mqtt5.PublishPacket(
-                payload=jsonl_line(event, self.gateway_id, self.name).encode(),
-                qos=mqtt5.QoS.AT_LEAST_ONCE,
-                topic=self.topic,
-                payload_format_indicator=mqtt5.PayloadFormatIndicator.AWS_MQTT5_PFI_UTF8,
-                content_type="application/json",
-            )
-            result = self.client.publish(packet).result(timeout=60)
-            puback = getattr(result, "puback", None)
-            code = None if puback is None else puback.reason_code
-            if code is not None and int(code) >= 0x80:
-                raise ReplayFailedError(f"IoT Core refused seq {event.seq}: {code}")
-        advance(events[-1].seq)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.stop()
 
 
 # --- the command ---------------------------------------------------------------------------

@@ -43,27 +43,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
-import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    CredentialRetrievalError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
 )
 
 from gateway.backoff import Backoff
 from gateway.cloud_event import click_type_of
 from gateway.config import EventBridgeConfig
-from gateway.credentials import aws_session
 from gateway.errors import CredentialsError
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
@@ -73,24 +65,21 @@ from gateway.eventbridge_entries import (
     EntrySpec,
     SendStep,
     Step,
-    classify,
     interpret,
     iter_plan,
     resume_seq,
 )
 from gateway.events import Event
 from gateway.sinks.base import SinkContext, SinkStatus
+from gateway.sinks.eventbridge_calls import CallWorker, describe_call_error, events_client
 from gateway.sinks.follower import Follower, short_error
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 READ_BATCH: Final = 50  # events read from the journal at a time
 PLAN_AHEAD: Final = 16  # steps planned ahead of the one in flight
 RUN_STEPS: Final = 8  # batches handed to the worker thread at a time (sent one by one)
 CURSOR_SAVE_S: Final = 0.05  # while a backlog drains, the cursor is written this often
-NO_CREDENTIALS: Final = "no AWS credentials"
 
 
 @dataclass(slots=True)
@@ -106,89 +95,6 @@ class EventBridgeCounters:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class CallFailure:
-    disposition: Disposition
-    error: str  # for the status line and the log
-    drop_client: bool = False  # credentials may have changed: build a new client
-
-
-def describe_call_error(error: BaseException) -> CallFailure:
-    """What a put_events call that raised (after botocore's own retries) means."""
-    if isinstance(
-        error,
-        NoCredentialsError | PartialCredentialsError | CredentialRetrievalError | CredentialsError,
-    ):
-        detail = "" if isinstance(error, NoCredentialsError) else f" ({short_error(str(error))})"
-        return CallFailure(Disposition.CONFIG, NO_CREDENTIALS + detail, drop_client=True)
-    if isinstance(error, ClientError):
-        response: Mapping[str, Any] = error.response or {}
-        err = response.get("Error") or {}
-        code = str(err.get("Code") or "")
-        message = str(err.get("Message") or "")
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        text = short_error(f"{code}: {message}" if message else code or str(error))
-        if status == 413:
-            return CallFailure(Disposition.PERMANENT, text)
-        disposition = classify(code or None)
-        return CallFailure(disposition, text, drop_client=disposition is Disposition.CONFIG)
-    if isinstance(error, ParamValidationError):
-        # boto3 refused the request before sending it: the entries are wrong, not the link.
-        return CallFailure(Disposition.PERMANENT, short_error(str(error)))
-    if isinstance(error, BotoCoreError | OSError):
-        return CallFailure(Disposition.TRANSIENT, short_error(str(error) or type(error).__name__))
-    return CallFailure(Disposition.TRANSIENT, short_error(f"{type(error).__name__}: {error}"))
-
-
-class _Worker:
-    """One daemon thread that runs blocking calls in order; results come back on the loop."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: T | None, error: BaseException | None) -> None:
-            if future.done():
-                return  # the caller was cancelled meanwhile
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)  # type: ignore[arg-type]
-
-        def job() -> None:
-            try:
-                result = fn()
-            except BaseException as e:  # handed to the awaiting task
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                    loop.call_soon_threadsafe(settle, None, e)
-            else:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(settle, result, None)
-
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
-            self._thread.start()
-        self._queue.put(job)
-        return await future
-
-    def _main(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            job()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread = None
 
 
 Outcome = Mapping[str, Any] | BaseException | None
@@ -270,7 +176,7 @@ class EventBridgeSink:
         # After a whole call was refused as invalid: one entry per call up to this seq.
         self._isolate_through = 0
         self._client: Any = None
-        self._worker = _Worker(f"{self.name}-put")
+        self._worker = CallWorker(f"{self.name}-put")
 
     # --- Sink ------------------------------------------------------------------------------
 
@@ -472,17 +378,7 @@ class EventBridgeSink:
         return response
 
     def _new_client(self) -> Any:
-        cfg = self.eb
-        return aws_session(self.config.cloud).client(
-            "events",
-            endpoint_url=cfg.endpoint_url,
-            region_name=self.config.cloud.aws.region,
-            config=BotoConfig(
-                retries={"mode": "standard", "max_attempts": cfg.max_attempts},
-                connect_timeout=cfg.timeout_s,
-                read_timeout=cfg.timeout_s,
-            ),
-        )
+        return events_client(self.config, self.eb)
 
     def _accepted(self, entries: Sequence[Entry]) -> None:
         """Accepted entries may echo back as id-less commands: leave a credit for each."""

@@ -20,19 +20,11 @@ second) with at most ``MAX_IN_FLIGHT`` unacknowledged at once.
   dead-lettered: recorded against this sink, journaled as EventDeadLettered, and passed over,
   so one bad event cannot stop the rest.
 
-In: commands on ``command_topic`` (QoS 1) go through :func:`gateway.wire.decode_remote_command`
-to :meth:`gateway.intake.Intake.remote_command_nowait`, which journals exactly one event: a
-request, a rejection (``duplicate``, ``echo``, the caps) — never a second feed for the same id.
-Input that cannot be understood is counted (``iot:<topic>``) and dropped, never journaled.
-
-Journal first, for cloud input too: the command's PUBACK is sent only once its event is in the
-journal (durable, or held while the disk refuses writes), so a daemon that dies in between gets
-the command again (with an awscrt that offers manual acknowledgement; an older one acknowledges
-on receipt). For that the session is persistent and rejoined even on a fresh start, with an
-expiry of ``cloud.echo_window_s``: a command queued while the gateway was away arrives when it
-is back, and no queued echo can outlive the credit that recognises it (an echo older than the
-window would be taken as a real command and feed). The subscription is made again whenever
-the broker has lost the session (the SDK does not do it).
+In: commands on ``command_topic`` go to :class:`~gateway.sinks.iot_commands.RemoteCommands`
+(each journaled once, acknowledged only once journaled). For that the session is persistent
+and rejoined even on a fresh start, with an expiry of ``cloud.echo_window_s``: a command queued
+while the gateway was away arrives when it is back, and no queued echo can outlive the credit
+that recognises it (an echo older than the window would be taken as a real command and feed).
 
 The SDK (awscrt) calls back on its own threads: every callback only hands over to the event
 loop with ``call_soon_threadsafe``; its futures are awaited through ``asyncio.wrap_future``.
@@ -52,12 +44,11 @@ from typing import Any, Final
 from gateway.backoff import Backoff
 from gateway.cloud_event import detail_json
 from gateway.config import IotCoreConfig
-from gateway.errors import PayloadError
 from gateway.events import Event
 from gateway.rate import Pacer
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.follower import Follower
-from gateway.wire import decode_remote_command
+from gateway.sinks.iot_commands import FAILURE_CODE, RemoteCommands, describe
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +62,8 @@ KEEPALIVE_S: Final = 60  # the SDK's default is 20 minutes: far too long to noti
 ACK_TIMEOUT_S: Final = 60  # a PUBACK that never comes fails the publish; it is sent again
 RECONNECT_MIN_MS: Final = 250
 RECONNECT_MAX_MS: Final = 30_000
-RETRY_FIRST_S: Final = 0.5  # after a failed publish or subscribe
-RETRY_MAX_S: Final = 30.0
 STOP_TIMEOUT_S: Final = 5.0
-FLUSH_TIMEOUT_S: Final = 1.0
 
-_FAILURE_CODE: Final = 0x80  # MQTT 5 reason codes from 0x80 up are failures
 _PAYLOAD_FORMAT_INVALID: Final = 0x99
 # The client refused the packet itself (e.g. over the broker's maximum packet size): sending it
 # again can never work.
@@ -96,14 +83,19 @@ def events_topic(iot: IotCoreConfig, gateway_id: str) -> str:
     return iot.topic.replace("{gateway_id}", gateway_id)
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark an SDK future's exception as seen (it is handled, or moot, where it is awaited)."""
-    if not future.cancelled():
-        future.exception()
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+def client_options(iot: IotCoreConfig, client_id: str) -> dict[str, Any]:
+    """The connection part of awsiotsdk's ``mtls_from_path`` keywords, from the config: the
+    sink and ``fmfb replay --to iot-core`` both build their clients from this."""
+    return {
+        "endpoint": iot.endpoint,
+        "port": iot.port,
+        "cert_filepath": str(iot.cert_file),
+        "pri_key_filepath": str(iot.key_file),
+        # Without it the system store is used, and a private CA fails only after ~15 s.
+        "ca_filepath": None if iot.ca_file is None else str(iot.ca_file),
+        "client_id": client_id,
+        "enable_metrics_collection": iot.metrics,
+    }
 
 
 class IotCoreSink:
@@ -135,26 +127,26 @@ class IotCoreSink:
         self.follower = Follower(
             self.name, settings, context.journal, context.intake, context.clock
         )
+        self.commands = RemoteCommands(
+            settings.command_topic,
+            context.intake,
+            context.counters,
+            Backoff(settings.retry_min_s, settings.retry_max_s),
+        )
         # Figures beyond the follower's, for the tests and the benchmark.
         self.connects = 0
         self.sent = 0  # publishes handed to the client, sending again included
-        self.commands_received = 0
-        self.commands_bad = 0
-        self._acks_unflushed = 0
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._stopping = False
         self._online = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._need_subscribe = asyncio.Event()
-        self.subscribed = False  # the command topic, by this process, on this session
         self._settled = asyncio.Event()  # a publish was acknowledged or failed
         self._trouble = asyncio.Event()  # a publish failed: rewind to the cursor
         self._failure: str | None = None
         self._read_pos = self.cursor  # the last seq handed over or passed over
         self._in_flight: dict[int, Event] = {}
-        self._subscribe_retry = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
 
     # --- the Sink interface ----------------------------------------------------------------
 
@@ -183,6 +175,18 @@ class IotCoreSink:
     def dead_lettered(self) -> int:
         return self.follower.dead_lettered
 
+    @property
+    def commands_received(self) -> int:
+        return self.commands.received
+
+    @property
+    def commands_bad(self) -> int:
+        return self.commands.bad
+
+    @property
+    def subscribed(self) -> bool:
+        return self.commands.subscribed
+
     def status(self) -> SinkStatus:
         return self.follower.status()
 
@@ -190,6 +194,7 @@ class IotCoreSink:
         self._loop = asyncio.get_running_loop()
         try:
             self._client = await self._set_up_client()
+            self.commands.client = self._client
             log.info(
                 "iot-core: connecting to %s:%d as %s (events on %s, commands on %s, %s)",
                 self.iot.endpoint,
@@ -202,7 +207,10 @@ class IotCoreSink:
             self._client.start()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._publish_loop(), name="iot-core-publish")
-                tasks.create_task(self._subscribe_loop(), name="iot-core-subscribe")
+                tasks.create_task(
+                    self.commands.subscribe_loop(lambda: self.connected),
+                    name="iot-core-subscribe",
+                )
         finally:
             await self._stop_client()
 
@@ -215,7 +223,7 @@ class IotCoreSink:
         missing awsiotsdk keeps this sink offline, says why in its status, and is tried again:
         it must not take the daemon down, because feeding does not depend on the cloud.
         """
-        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
+        backoff = Backoff(self.iot.retry_min_s, self.iot.retry_max_s)
         while True:
             try:
                 return self._new_client()
@@ -238,7 +246,7 @@ class IotCoreSink:
         missing = [f"{key} {path}" for key, path in files if not path.is_file()]
         if missing:
             return f"sinks.iot_core: not found: {', '.join(missing)}"
-        return f"cannot set up the MQTT client: {_describe(error)}"
+        return f"cannot set up the MQTT client: {describe(error)}"
 
     def _new_client(self) -> Any:
         from awsiot import mqtt5_client_builder  # noqa: PLC0415 - only when configured
@@ -249,16 +257,8 @@ class IotCoreSink:
         """What the client is built with (awsiotsdk's ``mtls_from_path`` keywords)."""
         from awscrt import mqtt5  # noqa: PLC0415 - only when an IoT Core sink is configured
 
-        iot = self.iot
         return {
-            "endpoint": iot.endpoint,
-            "port": iot.port,
-            "cert_filepath": str(iot.cert_file),
-            "pri_key_filepath": str(iot.key_file),
-            # Without it the system store is used, and a private CA fails only after ~15 s.
-            "ca_filepath": None if iot.ca_file is None else str(iot.ca_file),
-            "client_id": self.client_id,
-            "enable_metrics_collection": iot.metrics,
+            **client_options(self.iot, self.client_id),
             "keep_alive_interval_sec": KEEPALIVE_S,
             "ack_timeout_sec": ACK_TIMEOUT_S,
             "min_reconnect_delay_ms": RECONNECT_MIN_MS,
@@ -295,10 +295,10 @@ class IotCoreSink:
         self._to_loop(self._on_connected, bool(data.connack_packet.session_present))
 
     def _sdk_connect_failed(self, data: Any) -> None:
-        self._to_loop(self._on_link_down, f"connect failed: {_describe(data.exception)}")
+        self._to_loop(self._on_link_down, f"connect failed: {describe(data.exception)}")
 
     def _sdk_disconnected(self, data: Any) -> None:
-        self._to_loop(self._on_link_down, f"disconnected: {_describe(data.exception)}")
+        self._to_loop(self._on_link_down, f"disconnected: {describe(data.exception)}")
 
     def _sdk_stopped(self, _data: Any) -> None:
         self._to_loop(self._stopped.set)
@@ -315,7 +315,9 @@ class IotCoreSink:
         payload = packet.payload
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
-        self._to_loop(self._on_command, str(packet.topic), bytes(payload or b""), handle)
+        self._to_loop(
+            self.commands.received_message, str(packet.topic), bytes(payload or b""), handle
+        )
 
     # --- link state (event loop) -----------------------------------------------------------
 
@@ -330,12 +332,7 @@ class IotCoreSink:
             self.iot.port,
             "resumed" if session_present else "new",
         )
-        # The broker forgot our subscription with the session, and the SDK does not subscribe
-        # again by itself. On a resumed session it is still there — unless this process never
-        # made it (a changed command topic must not wait for the session to expire).
-        if not session_present or not self.subscribed:
-            self.subscribed = False
-            self._need_subscribe.set()
+        self.commands.connected(session_present)
         self._online.set()
 
     def _on_link_down(self, error: str) -> None:
@@ -350,76 +347,6 @@ class IotCoreSink:
                 "iot-core: %s (%d in flight wait for the link)", error, len(self._in_flight)
             )
         self.last_error = error
-
-    # --- commands from the cloud (event loop) ----------------------------------------------
-
-    def _on_command(self, topic: str, payload: bytes, ack_handle: Any) -> None:
-        if self._stopping:
-            return  # not taken in, not acknowledged: the broker sends it to the next run
-        self.commands_received += 1
-        try:
-            command = decode_remote_command(payload)
-        except PayloadError as e:
-            self.commands_bad += 1
-            self.counters.bad_input(f"iot:{topic}", e, payload)
-            self._acknowledge(ack_handle)  # nothing will ever make it readable: no redelivery
-            return
-        try:
-            future = self.intake.remote_command_nowait(command)
-        except Exception:
-            log.exception("iot-core: command from %s could not be taken in", topic)
-            self._acknowledge(ack_handle)
-            return
-        future.add_done_callback(lambda _f: self._acknowledge(ack_handle))
-
-    def _acknowledge(self, handle: Any) -> None:
-        client = self._client
-        if handle is None or client is None or self._stopping:
-            return
-        try:
-            client.invoke_publish_acknowledgement(handle)
-        except Exception as e:  # the link dropped meanwhile: the broker sends it again
-            log.debug("iot-core: PUBACK for a command not sent: %s", e)
-        else:
-            self._acks_unflushed += 1
-
-    async def _subscribe_loop(self) -> None:
-        from awscrt import mqtt5  # noqa: PLC0415 - see _new_client
-
-        while True:
-            await self._need_subscribe.wait()
-            self._need_subscribe.clear()
-            if not self.connected:
-                continue  # the next connection asks again
-            packet = mqtt5.SubscribePacket(
-                subscriptions=[mqtt5.Subscription(self.command_topic, mqtt5.QoS.AT_LEAST_ONCE)]
-            )
-            error = await self._subscribe(packet)
-            if error is not None:
-                error = f"subscribe to {self.command_topic}: {error}"
-                log.warning("iot-core: %s", error)
-                self.last_error = error
-                await asyncio.sleep(self._subscribe_retry.next_delay())
-                self._need_subscribe.set()
-                continue
-            self.subscribed = True
-            self._subscribe_retry.reset()
-            log.info("iot-core: listening for commands on %s", self.command_topic)
-
-    async def _subscribe(self, packet: Any) -> str | None:
-        """Subscribe; None when granted, else what went wrong."""
-        try:
-            # Shielded: cancelling the wrapper would cancel the SDK's own future, which it then
-            # fails to complete from its thread.
-            subscribed = asyncio.wrap_future(self._client.subscribe(packet))
-            subscribed.add_done_callback(_retrieve)
-            suback = await asyncio.shield(subscribed)
-        except Exception as e:  # an AwsCrtError: the link dropped, or the client refused it
-            return _describe(e)
-        refused = [c for c in suback.reason_codes or () if int(c) >= _FAILURE_CODE]
-        if refused:
-            return "refused: " + ", ".join(getattr(c, "name", str(c)) for c in refused)
-        return None
 
     # --- journal → IoT Core (event loop) ---------------------------------------------------
 
@@ -505,7 +432,7 @@ class IotCoreSink:
             done = asyncio.wrap_future(self._client.publish(packet))
         except Exception as e:  # refused before it was queued
             del self._in_flight[event.seq]
-            self._publish_failed(event, _describe(e), unsendable=False)
+            self._publish_failed(event, describe(e), unsendable=False)
             return
         done.add_done_callback(partial(self._on_publish_done, event))
 
@@ -521,11 +448,11 @@ class IotCoreSink:
             return
         if error is not None:
             name = getattr(error, "name", "")
-            self._publish_failed(event, _describe(error), unsendable=name in _UNSENDABLE_ERRORS)
+            self._publish_failed(event, describe(error), unsendable=name in _UNSENDABLE_ERRORS)
             return
         puback = done.result().puback
         code = None if puback is None else puback.reason_code
-        if code is not None and int(code) >= _FAILURE_CODE:
+        if code is not None and int(code) >= FAILURE_CODE:
             reason = getattr(code, "name", str(code))
             if puback.reason_string:
                 reason += f" ({puback.reason_string})"
@@ -550,12 +477,13 @@ class IotCoreSink:
 
     async def _stop_client(self) -> None:
         self._stopping = True
+        self.commands.stopping = True
         client = self._client
         if client is None:
             return
         try:
-            if self.connected and self._acks_unflushed:
-                await self._flush_acknowledgements(client)
+            if self.connected:
+                await self.commands.flush_acknowledgements(f"fmfb/{self.client_id}/flush")
         finally:
             self.follower.connected = False
             self._online.clear()
@@ -565,21 +493,3 @@ class IotCoreSink:
                 async with asyncio.timeout(STOP_TIMEOUT_S):
                     await self._stopped.wait()
             self._client = None
-
-    async def _flush_acknowledgements(self, client: Any) -> None:
-        """Let the PUBACKs of commands just journaled reach the broker before the DISCONNECT.
-
-        Without this a stop right after a command was journaled can cut its PUBACK off, and
-        the next run gets the command again (harmless — a duplicate id is rejected, the gap
-        rule stops an id-less one — but needless). The client sends in order, so the answer to
-        an UNSUBSCRIBE of a filter never used comes back only after the broker read them.
-        """
-        from awscrt import mqtt5  # noqa: PLC0415 - see _new_client
-
-        packet = mqtt5.UnsubscribePacket(topic_filters=[f"fmfb/{self.client_id}/flush"])
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(FLUSH_TIMEOUT_S):
-                done = asyncio.wrap_future(client.unsubscribe(packet))
-                done.add_done_callback(_retrieve)
-                await asyncio.shield(done)
-        self._acks_unflushed = 0
