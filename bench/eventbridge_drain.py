@@ -39,7 +39,6 @@ from typing import Any
 from _common import (
     bench_tmpdir,
     emit_json,
-    free_port,
     machine_note,
     median,
     print_table,
@@ -49,6 +48,7 @@ from _common import (
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.credentials import aws_session
+from gateway.devstack.mosquitto import free_port
 from gateway.echo import EchoLedger
 from gateway.eventbridge_entries import EntrySpec, SendStep, plan
 from gateway.events import (

@@ -22,10 +22,7 @@ import argparse
 import asyncio
 import datetime
 import ipaddress
-import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +32,6 @@ from typing import Any
 from _common import (
     bench_tmpdir,
     emit_json,
-    free_port,
     machine_note,
     median,
     print_table,
@@ -51,6 +47,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
+from gateway.devstack.mosquitto import Mosquitto, Tls
 from gateway.events import FoodLevelChanged, Origin
 from gateway.intake import Intake
 from gateway.journal import Journal
@@ -140,70 +137,16 @@ def make_pki(directory: Path) -> Pki:
     )
 
 
-class TlsBroker:
+def tls_broker(pki: Pki, workdir: Path) -> Mosquitto:
     """A private, non-persistent mosquitto with an mTLS listener on a free loopback port."""
-
-    def __init__(self, pki: Pki, workdir: Path) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host)
-        self.workdir = workdir
-        self.pki = pki
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {self.host}",
-            f"cafile {self.pki.ca}",
-            f"certfile {self.pki.server_cert}",
-            f"keyfile {self.pki.server_key}",
-            "require_certificate true",
-            "use_identity_as_username true",
-            "allow_anonymous false",
-            "set_tcp_nodelay true",
-            "persistence false",
-            "log_dest none",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        with (self.workdir / "mosquitto.out").open("ab") as out:
-            self._process = subprocess.Popen(
-                ["mosquitto", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                text = (self.workdir / "mosquitto.out").read_text(errors="replace")
-                raise RuntimeError(f"mosquitto exited ({self._process.returncode}): {text}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.01)
-        self.close()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
-
-    def close(self) -> None:
-        process = self._process
-        self._process = None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    tls = Tls(cafile=pki.ca, certfile=pki.server_cert, keyfile=pki.server_key)
+    return Mosquitto(tls=tls, workdir=workdir)
 
 
 # --- the two ways to publish -----------------------------------------------------------------
 
 
-def make_config(state_dir: Path, broker: TlsBroker, pki: Pki) -> Config:
+def make_config(state_dir: Path, broker: Mosquitto, pki: Pki) -> Config:
     return parse_config(
         {
             "gateway_id": GATEWAY_ID,
@@ -301,7 +244,7 @@ async def run_sink(config: Config, count: int, rate: float | None) -> float:
 
 
 async def run_bare(
-    broker: TlsBroker, pki: Pki, payloads: Sequence[bytes], rate: float | None
+    broker: Mosquitto, pki: Pki, payloads: Sequence[bytes], rate: float | None
 ) -> float:
     """Events/s of a bare awsiotsdk QoS 1 loop: the same payloads, window and pacer."""
     loop = asyncio.get_running_loop()
@@ -370,7 +313,7 @@ async def measure(cases: list[Case], rounds: int, workdir: Path) -> int:
     pki = make_pki(pki_dir)
     broker_dir = workdir / "broker"
     broker_dir.mkdir()
-    broker = TlsBroker(pki, broker_dir)
+    broker = tls_broker(pki, broker_dir)
     broker.start()
     sizes: list[float] = []
     try:

@@ -23,22 +23,24 @@ import time
 from pathlib import Path
 
 from _common import (
-    Broker,
     bench_tmpdir,
     emit_json,
     filesystem_of,
     machine_note,
     median,
     print_table,
+    private_broker,
 )
 from verify_and_project import make_journal
+
+from gateway.devstack.mosquitto import Mosquitto
 
 FMFB = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
 SMALL = 1_000
 READY_TIMEOUT_S = 120.0
 
 
-def write_config(workdir: Path, journal: Path, broker: Broker) -> Path:
+def write_config(workdir: Path, journal: Path, broker: Mosquitto) -> Path:
     config = workdir / "config.toml"
     config.write_text(
         f'gateway_id = "bench-{workdir.name}"\n'
@@ -103,7 +105,7 @@ def main() -> None:
         print(f"{machine_note()}; files on {filesystem_of(root)}")
         dirs = {"big": root / "big", "small": root / "small"}
         sizes = {"big": args.events, "small": SMALL}
-        with Broker() as broker:
+        with private_broker() as broker:
             configs = {}
             for key, d in dirs.items():
                 d.mkdir()

@@ -16,21 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DemoError, Step, delivery_report, parse_script
-from gateway.demo_link import Relay
-from gateway.demo_view import (
+from gateway.demo import DemoError
+from gateway.demo.script import Step, parse_script
+from gateway.demo.track import delivery_report
+from gateway.demo.view import (
     KEY_HELP,
     EventRow,
     FeederRow,
-    SinkRow,
     Snapshot,
     event_line,
     render,
     status_line,
     summarize,
 )
+from gateway.devstack.relay import Relay
 from gateway.events import ClickType, EventType
 from gateway.journal import JournalReader
+from gateway.status import SinkStatus
 
 REPO = Path(__file__).resolve().parent.parent
 FMFB = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
@@ -48,8 +50,8 @@ def snapshot(**changes: object) -> Snapshot:
             for seq in range(1, 13)
         ],
         "sinks": [
-            SinkRow("feeder", True, 12, 0),
-            SinkRow("eventbridge", False, 7, 5, "offline: refused"),
+            SinkStatus("feeder", True, 12, 0),
+            SinkStatus("eventbridge", False, 7, 5, "offline: refused"),
         ],
         "feeder": FeederRow(online=True, food_level=84, runs={"left": 3, "right": 1}),
         "internet_up": False,

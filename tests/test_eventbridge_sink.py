@@ -24,13 +24,13 @@ from typing import Any, TypeVar
 import pytest
 from e2e_probe import Probe
 from fault_proxy import HTTP_500, THROTTLE, FaultProxy, Reset, Status, fail_indices
-from mosquitto import Mosquitto
-from moto_server import Feeds, MotoServer, seqs
 from mqtt_probe import until as probe_until
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
-from gateway.daemon import Daemon
+from gateway.devstack.aws import Feeds, MotoServer, seqs
+from gateway.devstack.daemon import running
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.echo import EchoLedger
 from gateway.events import (
     Bowl,
@@ -574,27 +574,6 @@ async def test_held_events_are_sent_only_once_durable(
 # --- no credentials ----------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running_daemon(config: Config) -> AsyncIterator[Daemon]:
-    daemon = Daemon(config)
-    task = asyncio.create_task(daemon.run(), name="daemon-under-test")
-    ready = asyncio.create_task(daemon.ready.wait())
-    await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    if not daemon.ready.is_set():
-        ready.cancel()
-        if task.done():
-            task.result()
-        task.cancel()
-        raise AssertionError("the daemon did not become ready within 15 s")
-    try:
-        yield daemon
-    finally:
-        daemon.stopping.set()
-        await asyncio.wait({task}, timeout=15)
-        assert task.done(), "the daemon did not stop within 15 s"
-        assert task.result() == 0
-
-
 async def test_no_credentials_sink_offline_feeding_unaffected(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -626,7 +605,7 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
         }
     )
     with Probe(broker.host, broker.port, subscribe=["cat-feeder/action"]) as feeder:
-        async with running_daemon(config) as daemon:
+        async with running(config, ready_timeout_s=15) as daemon:
             assert daemon.intake is not None
             status = await until(
                 lambda: next(

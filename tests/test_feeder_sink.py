@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from inprocess import journaled, running
+from inprocess import journaled
 from mqtt_probe import Publisher, Subscriber, until
 
 from gateway.config import Config, parse_config
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running
 from gateway.events import (
     Bowl,
     EventType,

@@ -30,9 +30,8 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
-from inprocess import journaled, running
-from mosquitto import Mosquitto, Tls
-from mqtt_probe import Received, Subscriber, task_stacks, until
+from inprocess import journaled
+from mqtt_probe import Received, Subscriber, until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tls_certs import Pki, make_pki
@@ -42,6 +41,8 @@ from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running, task_stacks
+from gateway.devstack.mosquitto import Mosquitto, Tls
 from gateway.events import (
     Bowl,
     ClickType,
