@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from _common import bench_tmpdir, emit_json, machine_note, print_table, private_
 
 from gateway.control import call
 from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.processes import stop_process
 from gateway.errors import ControlError
 
 READY_TIMEOUT_S = 30.0
@@ -134,12 +134,7 @@ def measure_daemon(workdir: Path, idle_s: float) -> tuple[int, int]:
                 if line.startswith("VmHWM:")
             )
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            stop_process(process, timeout=15)
         if process.returncode != 0:
             text = (workdir / "fmfb.log").read_text(errors="replace")
             raise RuntimeError(f"fmfb run exited {process.returncode} on SIGTERM:\n{text}")

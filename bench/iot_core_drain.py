@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import ipaddress
 import shutil
 import time
 from collections.abc import Sequence
@@ -39,15 +37,12 @@ from _common import (
 )
 from awscrt import mqtt5
 from awsiot import mqtt5_client_builder
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
-from gateway.devstack.mosquitto import Mosquitto, Tls
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import Pki, make_pki
 from gateway.events import FoodLevelChanged, Origin
 from gateway.intake import Intake
 from gateway.journal import Journal
@@ -65,82 +60,9 @@ TIMEOUT_S = 300.0
 # --- certificates and an mTLS broker ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _issue(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    usage: x509.ObjectIdentifier | None = None,
-    san: x509.SubjectAlternativeName | None = None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if san is not None:
-        builder = builder.add_extension(san, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(directory: Path) -> Pki:
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    certs = {
-        "ca.pem": _issue("bench CA", ca_key, ca_key, ca=True),
-        "server.pem": _issue(
-            "localhost", server_key, ca_key, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san
-        ),
-        "client.pem": _issue(GATEWAY_ID, client_key, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH),
-    }
-    for name, cert in certs.items():
-        (directory / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    for name, key in (("server.key", server_key), ("client.key", client_key)):
-        path = directory / name
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-    return Pki(
-        ca=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.pem",
-        client_key=directory / "client.key",
-    )
-
-
 def tls_broker(pki: Pki, workdir: Path) -> Mosquitto:
     """A private, non-persistent mosquitto with an mTLS listener on a free loopback port."""
-    tls = Tls(cafile=pki.ca, certfile=pki.server_cert, keyfile=pki.server_key)
-    return Mosquitto(tls=tls, workdir=workdir)
+    return Mosquitto(tls=pki.broker_tls(), workdir=workdir)
 
 
 # --- the two ways to publish -----------------------------------------------------------------
@@ -310,7 +232,7 @@ async def measure(cases: list[Case], rounds: int, workdir: Path) -> int:
     """Run every case ``rounds`` times; return the payload size in bytes (the median)."""
     pki_dir = workdir / "pki"
     pki_dir.mkdir()
-    pki = make_pki(pki_dir)
+    pki = make_pki(pki_dir, client_id=GATEWAY_ID)
     broker_dir = workdir / "broker"
     broker_dir.mkdir()
     broker = tls_broker(pki, broker_dir)

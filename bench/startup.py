@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from _common import (
 from verify_and_project import make_journal
 
 from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.processes import stop_process
 
 FMFB = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
 SMALL = 1_000
@@ -84,12 +84,7 @@ def time_to_ready(config: Path, workdir: Path) -> float:
                     elapsed = time.perf_counter() - start
                     break
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process, timeout=30)
             path.unlink(missing_ok=True)
     return elapsed
 

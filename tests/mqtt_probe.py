@@ -121,7 +121,7 @@ class Subscriber(_Client):
 
     @classmethod
     def on(cls, broker: Any, *topics: str) -> Subscriber:
-        """A started subscriber on a ``tests/mosquitto.py`` broker."""
+        """A started subscriber on a ``gateway.devstack.mosquitto`` broker."""
         return cls(broker.host, broker.port, topics).start()
 
     def start(self, timeout: float = TIMEOUT) -> Self:

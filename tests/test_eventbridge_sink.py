@@ -1,7 +1,7 @@
 """The EventBridge sink against moto's server, through a fault-injecting proxy.
 
 The real boto3 client sends PutEvents over HTTP to ``tests/fault_proxy.py``, which forwards to
-moto (``tests/moto_server.py``); a rule on the bus sends every event of the source to an SQS
+moto (``gateway/devstack/aws.py``); a rule on the bus sends every event of the source to an SQS
 queue, and the tests read that queue to see what EventBridge would have delivered. The sink
 runs in the test's event loop on a real journal; events come in through the intake, as they
 do in the daemon.
@@ -608,20 +608,13 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
         async with running(config, ready_timeout_s=15) as daemon:
             assert daemon.intake is not None
             status = await until(
-                lambda: next(
-                    (
-                        s
-                        for s in daemon.status()["sinks"]
-                        if s["name"] == "eventbridge" and s["last_error"]
-                    ),
-                    None,
-                ),
+                lambda: (s := daemon.status().sink("eventbridge")) and s.last_error and s,
                 what="the EventBridge sink to report missing credentials",
             )
-            assert status["last_error"] == NO_CREDENTIALS
-            assert status["connected"] is False
-            assert status["cursor"] == 0
-            assert status["backlog"] >= 1  # GatewayStarted waits in the journal
+            assert status.last_error == NO_CREDENTIALS
+            assert status.connected is False
+            assert status.cursor == 0
+            assert status.backlog >= 1  # GatewayStarted waits in the journal
             assert "eventbridge OFFLINE" in daemon.status_line()
 
             # Feeding goes on: the request is journaled and reaches the feeder.

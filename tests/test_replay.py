@@ -16,11 +16,11 @@ from daemon_process import FMFB, DaemonProcess, fmfb_env, run_fmfb, toml_text
 from fault_proxy import FaultProxy
 from mqtt_probe import Subscriber
 from test_iot_core_sink import Cloud, tls_of
-from tls_certs import make_pki
 from waiting import wait_for
 
 from gateway.devstack.aws import Feeds, MotoServer
 from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import make_pki
 from gateway.events import Bowl, Event, FeedRequested, Origin
 from gateway.journal import JournalReader
 from gateway.replay import (

@@ -311,9 +311,3 @@ def seqs(envelopes: list[dict[str, Any]], gateway_id: str | None = None) -> list
         for e in envelopes
         if gateway_id is None or e["detail"].get("gateway-id") == gateway_id
     ]
-
-
-@contextmanager
-def moto_server() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server

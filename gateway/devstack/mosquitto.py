@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.devstack import DevStackError
+from gateway.devstack.processes import stop_process
 
 SYSTEM_BROKER_PORT = 1883
 START_TIMEOUT = 10.0
@@ -64,17 +64,6 @@ def find_mosquitto() -> str:
             "or run scripts/install-deps)"
         )
     return found
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait; SIGKILL if it did not exit in time (a process we started, by its pid)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
 
 
 def _port_accepts(host: str, port: int) -> bool:
