@@ -133,19 +133,9 @@ def test_jsonl_replay_by_range_and_type_resumes(tmp_path: Path) -> None:
 
 def replay_bus(moto: MotoServer) -> Feeds:
     """A new bus (not the live one) whose rule takes the replay source to an SQS queue."""
-    bus = f"history-{uuid.uuid4().hex[:6]}"
-    events = moto.client("events")
-    sqs = moto.client("sqs")
-    events.create_event_bus(Name=bus)
-    url = sqs.create_queue(QueueName=f"replay-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events.put_rule(
-        Name="replays", EventBusName=bus, EventPattern=json.dumps({"source": [REPLAY_SOURCE]})
+    return moto.setup_feeds(
+        bus=f"history-{uuid.uuid4().hex[:6]}", rule="replays", source=REPLAY_SOURCE
     )
-    events.put_targets(Rule="replays", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return Feeds(bus=bus, rule="replays", queue_url=url, queue_arn=arn)
 
 
 def _first_occurrences(seqs: list[int]) -> list[int]:

@@ -175,26 +175,33 @@ class MotoServer:
     # --- the published design's bus, rule and target ----------------------------------------
 
     def setup_feeds(
-        self, *, bus: str = BUS, with_target: bool = True, queue: str | None = None
+        self,
+        *,
+        bus: str = BUS,
+        rule: str = RULE,
+        source: str = SOURCE,
+        with_target: bool = True,
+        queue: str | None = None,
     ) -> Feeds:
-        """The bus, the rule ``feeds`` and (``with_target``) an SQS queue as its target, named
-        ``queue`` or, by default, uniquely for this call."""
+        """The bus, a rule matching ``{"source": [source]}`` and (``with_target``) an SQS queue
+        as its target, named ``queue`` or, by default, uniquely for this call. The defaults are
+        the published design's bus ``feedmyfurbabies`` and rule ``feeds``."""
         events = self.client("events")
         events.create_event_bus(Name=bus)
         queue_url = queue_arn = ""
         if with_target:
             sqs = self.client("sqs")
-            name = queue or f"{RULE}-{uuid.uuid4().hex[:8]}"
+            name = queue or f"{rule}-{uuid.uuid4().hex[:8]}"
             queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
             queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
                 "Attributes"
             ]["QueueArn"]
-        events.put_rule(Name=RULE, EventBusName=bus, EventPattern=json.dumps({"source": [SOURCE]}))
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [source]}))
         if with_target:
             events.put_targets(
-                Rule=RULE, EventBusName=bus, Targets=[{"Id": "feeds-queue", "Arn": queue_arn}]
+                Rule=rule, EventBusName=bus, Targets=[{"Id": f"{rule}-queue", "Arn": queue_arn}]
             )
-        return Feeds(bus=bus, rule=RULE, queue_url=queue_url, queue_arn=queue_arn)
+        return Feeds(bus=bus, rule=rule, queue_url=queue_url, queue_arn=queue_arn)
 
     def drain(self, feeds: Feeds, *, via_api: bool = False) -> list[dict[str, Any]]:
         """Take every message now in the queue; the parsed envelopes, in the order the target
