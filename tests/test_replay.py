@@ -18,7 +18,7 @@ from mqtt_probe import Subscriber
 from test_iot_core_sink import Cloud, tls_of
 from waiting import wait_for
 
-from gateway.devstack.aws import Feeds, MotoServer
+from gateway.devstack.aws import Feeds, MotoServer, first_arrivals
 from gateway.devstack.mosquitto import Mosquitto
 from gateway.devstack.pki import make_pki
 from gateway.events import Bowl, Event, FeedRequested, Origin
@@ -138,16 +138,6 @@ def replay_bus(moto: MotoServer) -> Feeds:
     )
 
 
-def _first_occurrences(seqs: list[int]) -> list[int]:
-    seen: set[int] = set()
-    out = []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
-
-
 def test_eventbridge_replay_arrives_in_order_marked(moto: MotoServer, tmp_path: Path) -> None:
     journal = tmp_path / "j.db"
     n = 137
@@ -230,7 +220,7 @@ def test_eventbridge_replay_resumes_after_a_kill(moto: MotoServer, tmp_path: Pat
         feeds, lambda s: {int(e["detail"]["seq"]) for e in s} >= set(range(1, n + 1))
     )
     seqs = [int(e["detail"]["seq"]) for e in seen]
-    first = _first_occurrences(seqs)
+    first = first_arrivals(seqs)
     assert first == list(range(1, n + 1))  # none missing, in order
     # Only the batch in flight at the kill may have arrived twice.
     assert len(seqs) - n <= 3

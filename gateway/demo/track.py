@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.demo.view import EventRow, summarize
+from gateway.devstack.aws import first_arrivals
 from gateway.events import Event, EventType
 
 JOURNAL_ROWS = 200
@@ -54,12 +55,8 @@ class Tracker:
 def delivery_report(seqs: Sequence[int], first: int, last: int) -> tuple[list[int], bool, bool]:
     """Distinct seqs in first-arrival order; whether they arrived in order; whether every seq
     in ``first..last`` is there."""
-    seen: set[int] = set()
-    distinct = []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            distinct.append(s)
+    distinct = first_arrivals(seqs)
+    seen = set(distinct)
     in_order = all(a < b for a, b in itertools.pairwise(distinct))
     complete = all(s in seen for s in range(first, last + 1))
     return distinct, in_order, complete

@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,3 +318,9 @@ def seqs(envelopes: list[dict[str, Any]], gateway_id: str | None = None) -> list
         for e in envelopes
         if gateway_id is None or e["detail"].get("gateway-id") == gateway_id
     ]
+
+
+def first_arrivals(seq_list: Sequence[int]) -> list[int]:
+    """Each seq once, where it first arrived: a target may receive an event again (a resend
+    after a lost reply), and what counts for order is the first copy."""
+    return list(dict.fromkeys(seq_list))
