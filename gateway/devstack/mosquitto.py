@@ -77,7 +77,7 @@ def _port_accepts(host: str, port: int) -> bool:
 class Mosquitto:
     """A private mosquitto broker on 127.0.0.1.
 
-    ``persistent=True`` keeps a persistence database in the broker's temporary directory, so
+    ``persistent=True`` keeps a persistence database in the broker's directory, so
     retained messages, persistent sessions and their queued QoS 1/2 messages survive
     ``stop()``/``restart()`` (mosquitto saves on a clean shutdown; ``kill()`` loses what was
     not autosaved yet — pass ``extra_config=["autosave_interval 1"]`` to narrow that window).
@@ -97,7 +97,7 @@ class Mosquitto:
         workdir: Path | None = None,
     ) -> None:
         if port == SYSTEM_BROKER_PORT:
-            raise ValueError("port 1883 belongs to the system broker; tests never use it")
+            raise ValueError("port 1883 is the system broker's; the local stack never uses it")
         self.host = "127.0.0.1"
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(self.host)
