@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-SYSTEM_BROKER_PORT = 1883
+from gateway.devstack.mosquitto import Mosquitto
+
 PAYLOAD_BYTES = 300
 
 # --- temp dirs -----------------------------------------------------------------------------
@@ -87,94 +83,10 @@ def machine_note() -> str:
 # --- a private Mosquitto -------------------------------------------------------------------
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port: int = sock.getsockname()[1]
-        if port != SYSTEM_BROKER_PORT:
-            return port
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-class Broker:
-    """A private, non-persistent mosquitto on a free loopback port (never 1883).
-
-    A trimmed copy of tests/mosquitto.py, so bench/ type-checks on its own.
-    """
-
-    def __init__(self) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host)
-        self.workdir = bench_tmpdir("mosquitto")
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
-            "persistence false",
-            "set_tcp_nodelay true",
-            "log_dest none",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        out = (self.workdir / "mosquitto.out").open("ab")
-        with out:
-            self._process = subprocess.Popen(
-                ["mosquitto", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                text = (self.workdir / "mosquitto.out").read_text(errors="replace")
-                raise RuntimeError(f"mosquitto exited ({self._process.returncode}): {text}")
-            if _accepts(self.host, self.port):
-                return
-            time.sleep(0.01)
-        self.close()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    def close(self) -> None:
-        process = self._process
-        self._process = None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Broker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def private_broker() -> Mosquitto:
+    """A private, non-persistent mosquitto on a free loopback port (``gateway.devstack``), with
+    Nagle off on the broker: a benchmark measures the gateway, not delayed ACKs."""
+    return Mosquitto(extra_config=["set_tcp_nodelay true"])
 
 
 # --- statistics ----------------------------------------------------------------------------

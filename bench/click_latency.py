@@ -36,19 +36,21 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from _common import (
     PAYLOAD_BYTES,
-    Broker,
     bench_tmpdir,
     emit_json,
     filesystem_of,
     machine_note,
     percentile,
     print_table,
+    private_broker,
     rounded,
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import parse_config
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.inputs.gpio_buttons import GpioButtons
 
 BUTTON = "bench-button"
@@ -96,7 +98,7 @@ class Inbox:
         return n
 
 
-def paho_client(broker: Broker, client_id: str) -> mqtt.Client:
+def paho_client(broker: Mosquitto, client_id: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.connect(broker.host, broker.port, keepalive=60)
     client.loop_start()
@@ -106,7 +108,7 @@ def paho_client(broker: Broker, client_id: str) -> mqtt.Client:
 class Relay:
     """The bare equivalent of the gateway path: receive, write+fsync 300 B, republish."""
 
-    def __init__(self, broker: Broker, log_path: Path) -> None:
+    def __init__(self, broker: Mosquitto, log_path: Path) -> None:
         self.fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.block = b"r" * (PAYLOAD_BYTES - 1) + b"\n"
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-relay")
@@ -135,7 +137,7 @@ def stats(samples_ns: list[int]) -> tuple[float, float]:
 class Driver:
     """Runs in a worker thread: publishes, waits for arrivals, records latencies."""
 
-    def __init__(self, daemon: Daemon, broker: Broker, workdir: Path) -> None:
+    def __init__(self, daemon: Daemon, broker: Mosquitto, workdir: Path) -> None:
         self.daemon = daemon
         self.inbox = Inbox()
         self.pub = paho_client(broker, "bench-publisher")
@@ -259,7 +261,7 @@ class Driver:
             self.samples["long"].append(self.hold())
 
 
-def daemon_config(broker: Broker, state_dir: Path, with_gpio: bool) -> dict[str, Any]:
+def daemon_config(broker: Mosquitto, state_dir: Path, with_gpio: bool) -> dict[str, Any]:
     return {
         "gateway_id": "bench",
         "state_dir": str(state_dir),
@@ -280,23 +282,14 @@ def daemon_config(broker: Broker, state_dir: Path, with_gpio: bool) -> dict[str,
     }
 
 
-async def run(workdir: Path, broker: Broker, presses: int, holds: int, gap_s: float) -> Driver:
-    daemon = Daemon(parse_config(daemon_config(broker, workdir / "state", holds > 0)))
-    task = asyncio.create_task(daemon.run(), name="daemon")
-    ready = asyncio.create_task(daemon.ready.wait())
-    done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if ready not in done:
-        ready.cancel()
-        if task.done():
-            task.result()  # raises the daemon's start-up error
-        raise RuntimeError("the daemon did not become ready within 30 s")
-    driver = await asyncio.to_thread(Driver, daemon, broker, workdir)
-    try:
-        await asyncio.to_thread(driver.run, presses, holds, gap_s)
-    finally:
-        await asyncio.to_thread(driver.close)
-        daemon.stopping.set()
-        await asyncio.wait_for(task, timeout=30)
+async def run(workdir: Path, broker: Mosquitto, presses: int, holds: int, gap_s: float) -> Driver:
+    config = parse_config(daemon_config(broker, workdir / "state", holds > 0))
+    async with running(config, ready_timeout_s=30, stop_timeout_s=30) as daemon:
+        driver = await asyncio.to_thread(Driver, daemon, broker, workdir)
+        try:
+            await asyncio.to_thread(driver.run, presses, holds, gap_s)
+        finally:
+            await asyncio.to_thread(driver.close)
     return driver
 
 
@@ -326,7 +319,7 @@ def main() -> None:
     )
     print(f"  temp dir {workdir} on {filesystem_of(workdir)}; {machine_note()}")
     try:
-        with Broker() as broker:
+        with private_broker() as broker:
             print(f"  private mosquitto on {broker.host}:{broker.port}")
             driver = asyncio.run(run(workdir, broker, presses, holds, args.gap_ms / 1000))
     finally:

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -39,7 +38,6 @@ from typing import Any
 from _common import (
     bench_tmpdir,
     emit_json,
-    free_port,
     machine_note,
     median,
     print_table,
@@ -50,6 +48,8 @@ from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
 from gateway.credentials import aws_session
+from gateway.devstack.mosquitto import free_port
+from gateway.devstack.processes import stop_process
 from gateway.echo import EchoLedger
 from gateway.eventbridge_entries import EntrySpec, SendStep, plan
 from gateway.events import (
@@ -126,13 +126,8 @@ class MotoProcess:
 
     def close(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            stop_process(process)
 
 
 # --- a proxy that adds latency ---------------------------------------------------------------

@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import Broker, bench_tmpdir, emit_json, machine_note, print_table, rounded
+from _common import bench_tmpdir, emit_json, machine_note, print_table, private_broker, rounded
 
 from gateway.control import call
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.processes import stop_process
 from gateway.errors import ControlError
 
 READY_TIMEOUT_S = 30.0
@@ -71,7 +72,7 @@ def fmfb_command() -> list[str]:
     return [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
 
 
-def write_config(path: Path, broker: Broker, state_dir: Path) -> None:
+def write_config(path: Path, broker: Mosquitto, state_dir: Path) -> None:
     path.write_text(
         "\n".join(
             [
@@ -110,7 +111,7 @@ def wait_ready(control: Path, process: subprocess.Popen[bytes]) -> dict[str, Any
 
 def measure_daemon(workdir: Path, idle_s: float) -> tuple[int, int]:
     """(VmRSS KiB after idling, VmHWM KiB) of a running ``fmfb run``."""
-    with Broker() as broker:
+    with private_broker() as broker:
         config = workdir / "config.toml"
         write_config(config, broker, workdir / "state")
         log = (workdir / "fmfb.log").open("wb")
@@ -133,12 +134,7 @@ def measure_daemon(workdir: Path, idle_s: float) -> tuple[int, int]:
                 if line.startswith("VmHWM:")
             )
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            stop_process(process, timeout=15)
         if process.returncode != 0:
             text = (workdir / "fmfb.log").read_text(errors="replace")
             raise RuntimeError(f"fmfb run exited {process.returncode} on SIGTERM:\n{text}")

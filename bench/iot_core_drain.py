@@ -20,12 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import ipaddress
-import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +30,6 @@ from typing import Any
 from _common import (
     bench_tmpdir,
     emit_json,
-    free_port,
     machine_note,
     median,
     print_table,
@@ -43,14 +37,12 @@ from _common import (
 )
 from awscrt import mqtt5
 from awsiot import mqtt5_client_builder
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import Pki, make_pki
 from gateway.events import Event, FoodLevelChanged, Origin
 from gateway.intake import Intake
 from gateway.journal import Journal
@@ -69,142 +61,15 @@ TIMEOUT_S = 300.0
 # --- certificates and an mTLS broker ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _issue(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    usage: x509.ObjectIdentifier | None = None,
-    san: x509.SubjectAlternativeName | None = None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if san is not None:
-        builder = builder.add_extension(san, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(directory: Path) -> Pki:
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    certs = {
-        "ca.pem": _issue("bench CA", ca_key, ca_key, ca=True),
-        "server.pem": _issue(
-            "localhost", server_key, ca_key, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san
-        ),
-        "client.pem": _issue(GATEWAY_ID, client_key, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH),
-    }
-    for name, cert in certs.items():
-        (directory / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    for name, key in (("server.key", server_key), ("client.key", client_key)):
-        path = directory / name
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-    return Pki(
-        ca=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.pem",
-        client_key=directory / "client.key",
-    )
-
-
-class TlsBroker:
+def tls_broker(pki: Pki, workdir: Path) -> Mosquitto:
     """A private, non-persistent mosquitto with an mTLS listener on a free loopback port."""
-
-    def __init__(self, pki: Pki, workdir: Path) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host)
-        self.workdir = workdir
-        self.pki = pki
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {self.host}",
-            f"cafile {self.pki.ca}",
-            f"certfile {self.pki.server_cert}",
-            f"keyfile {self.pki.server_key}",
-            "require_certificate true",
-            "use_identity_as_username true",
-            "allow_anonymous false",
-            "set_tcp_nodelay true",
-            "persistence false",
-            "log_dest none",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        with (self.workdir / "mosquitto.out").open("ab") as out:
-            self._process = subprocess.Popen(
-                ["mosquitto", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                text = (self.workdir / "mosquitto.out").read_text(errors="replace")
-                raise RuntimeError(f"mosquitto exited ({self._process.returncode}): {text}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.01)
-        self.close()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}")
-
-    def close(self) -> None:
-        process = self._process
-        self._process = None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    return Mosquitto(tls=pki.broker_tls(), workdir=workdir)
 
 
 # --- the two ways to publish -----------------------------------------------------------------
 
 
-def make_config(state_dir: Path, broker: TlsBroker, pki: Pki) -> Config:
+def make_config(state_dir: Path, broker: Mosquitto, pki: Pki) -> Config:
     return parse_config(
         {
             "gateway_id": GATEWAY_ID,
@@ -306,7 +171,7 @@ async def run_sink(config: Config, count: int, rate: float | None) -> float:
 
 
 async def run_bare(
-    broker: TlsBroker, pki: Pki, payloads: Sequence[bytes], rate: float | None
+    broker: Mosquitto, pki: Pki, payloads: Sequence[bytes], rate: float | None
 ) -> float:
     """Events/s of a bare awsiotsdk QoS 1 loop: the same payloads, window and pacer."""
     loop = asyncio.get_running_loop()
@@ -372,10 +237,10 @@ async def measure(cases: list[Case], rounds: int, workdir: Path) -> int:
     """Run every case ``rounds`` times; return the payload size in bytes (the median)."""
     pki_dir = workdir / "pki"
     pki_dir.mkdir()
-    pki = make_pki(pki_dir)
+    pki = make_pki(pki_dir, client_id=GATEWAY_ID)
     broker_dir = workdir / "broker"
     broker_dir.mkdir()
-    broker = TlsBroker(pki, broker_dir)
+    broker = tls_broker(pki, broker_dir)
     broker.start()
     sizes: list[float] = []
     try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,22 +22,25 @@ import time
 from pathlib import Path
 
 from _common import (
-    Broker,
     bench_tmpdir,
     emit_json,
     filesystem_of,
     machine_note,
     median,
     print_table,
+    private_broker,
 )
 from verify_and_project import make_journal
+
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.processes import stop_process
 
 FMFB = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
 SMALL = 1_000
 READY_TIMEOUT_S = 120.0
 
 
-def write_config(workdir: Path, journal: Path, broker: Broker) -> Path:
+def write_config(workdir: Path, journal: Path, broker: Mosquitto) -> Path:
     config = workdir / "config.toml"
     config.write_text(
         f'gateway_id = "bench-{workdir.name}"\n'
@@ -82,12 +84,7 @@ def time_to_ready(config: Path, workdir: Path) -> float:
                     elapsed = time.perf_counter() - start
                     break
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process, timeout=30)
             path.unlink(missing_ok=True)
     return elapsed
 
@@ -103,7 +100,7 @@ def main() -> None:
         print(f"{machine_note()}; files on {filesystem_of(root)}")
         dirs = {"big": root / "big", "small": root / "small"}
         sizes = {"big": args.events, "small": SMALL}
-        with Broker() as broker:
+        with private_broker() as broker:
             configs = {}
             for key, d in dirs.items():
                 d.mkdir()

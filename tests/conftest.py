@@ -1,8 +1,11 @@
-"""Shared fixtures: a real Mosquitto broker per test or per session.
+"""Shared fixtures: a real Mosquitto broker per test or per session; moto with the published
+bus, rule and target; a fault proxy in front of it.
 
-Helpers live next to this file and are imported by module name (``tests/`` is on sys.path
-under pytest's default rootdir-relative import mode, as it has no ``__init__.py``):
-``from mosquitto import Mosquitto, Tls`` and ``from waiting import wait_for``.
+The broker, moto and the in-process daemon are the local stack's (``gateway.devstack``), the
+same the demo and the benchmarks run. Test-only helpers live next to this file and are imported
+by module name (``tests/`` is on sys.path under pytest's default rootdir-relative import mode,
+as it has no ``__init__.py``): ``from waiting import wait_for``, ``from fault_proxy import
+FaultProxy``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 import pytest
 from hypothesis import settings
-from mosquitto import Mosquitto
+
+from gateway.devstack.mosquitto import Mosquitto
 
 # No per-example deadline: brokers, SQLite fsyncs and a loaded CI machine make timings noisy.
 # Speed is measured by bench/, not by tests. HYPOTHESIS_PROFILE=fmfb-thorough for more examples.
@@ -55,7 +59,7 @@ def broker_session() -> Iterator[Mosquitto]:
 @pytest.fixture(scope="module")
 def moto() -> Iterator[Any]:
     """moto's server on a free loopback port, for one test module (a module may override it)."""
-    from moto_server import MotoServer  # noqa: PLC0415
+    from gateway.devstack.aws import MotoServer  # noqa: PLC0415
 
     with MotoServer() as server:
         yield server

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tls_certs import Pki
+from gateway.devstack.pki import Pki
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.devstack.relay import listen_again
+
 PUT_EVENTS = "AWSEvents.PutEvents"
 MAX_BATCH_BYTES = 262_144
 JSON_TYPE = "application/x-amz-json-1.1"
@@ -191,16 +193,7 @@ class FaultProxy:
     def accept(self) -> None:
         """Restore the link: listen again on the same port."""
         if self._server is None:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    self._listen()
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-                else:
-                    return
+            listen_again(self._listen)
 
     @property
     def refusing(self) -> bool:

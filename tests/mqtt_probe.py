@@ -14,7 +14,6 @@ there yet.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import threading
 import time
@@ -59,23 +58,6 @@ async def until(predicate: Callable[[], T], within: float = TIMEOUT, what: str =
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-def task_stacks() -> str:
-    """Where every task on the running loop is waiting: what a test shows when a stop hangs."""
-    out = io.StringIO()
-    for task in asyncio.all_tasks():
-        print(f"--- {task.get_name()}: {task!r}", file=out)
-        awaiting: Any = task.get_coro()
-        while awaiting is not None:  # the whole chain of awaits, innermost last
-            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
-            if frame is not None:
-                print(
-                    f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}",
-                    file=out,
-                )
-            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None)
-    return out.getvalue()
 
 
 class _Client:
@@ -139,7 +121,7 @@ class Subscriber(_Client):
 
     @classmethod
     def on(cls, broker: Any, *topics: str) -> Subscriber:
-        """A started subscriber on a ``tests/mosquitto.py`` broker."""
+        """A started subscriber on a ``gateway.devstack.mosquitto`` broker."""
         return cls(broker.host, broker.port, topics).start()
 
     def start(self, timeout: float = TIMEOUT) -> Self:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from daemon_process import HIGH_CAPS, LOW_LIMITS, DaemonProcess, run_fmfb, toml_text
-from mosquitto import Mosquitto
+
+from gateway.devstack.mosquitto import Mosquitto
 
 ACCEPTED = re.compile(r"^accepted: feed (\S+) \(seq (\d+), request ([0-9a-f-]{36})\)", re.M)
 

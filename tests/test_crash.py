@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 from daemon_process import HIGH_CAPS, DaemonProcess
 from e2e_probe import Probe
-from mosquitto import Mosquitto
 from waiting import wait_for
 
 from gateway.control import call
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.errors import ControlError
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from credentials_server import CredentialsServer
-from tls_certs import Pki, make_pki
 from waiting import wait_for
 
 from gateway.clock import FixedClock
@@ -27,6 +26,7 @@ from gateway.credentials import (
     IotCredentialsProvider,
     aws_session,
 )
+from gateway.devstack.pki import Pki, make_pki
 from gateway.errors import CloudError, CredentialsError
 
 THING = "fmfb-test-gateway"

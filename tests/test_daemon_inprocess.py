@@ -20,11 +20,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from inprocess import journaled, running
+from inprocess import journaled
 from mqtt_probe import Publisher, Subscriber, until
 
 from gateway.config import Config, parse_config
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running
 from gateway.events import (
     Bowl,
     ClickType,

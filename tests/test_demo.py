@@ -1,28 +1,26 @@
-"""``fmfb demo``: the pure parts (rendering, the script, the delivery report), the relay, and
-the scripted demo as a real subprocess (broker, moto, feeder simulator, gateway)."""
+"""``fmfb demo``: the pure parts (rendering, the script, the delivery report), and the demo as
+a real subprocess (broker, moto, feeder simulator, gateway), scripted and typed."""
 
 from __future__ import annotations
 
-import contextlib
 import os
+import pty
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DemoError, Step, delivery_report, parse_script
-from gateway.demo_link import Relay
-from gateway.demo_view import (
+from gateway.demo import DemoError
+from gateway.demo.script import Step, parse_script
+from gateway.demo.track import delivery_report
+from gateway.demo.view import (
     KEY_HELP,
     EventRow,
     FeederRow,
-    SinkRow,
     Snapshot,
     event_line,
     render,
@@ -31,6 +29,7 @@ from gateway.demo_view import (
 )
 from gateway.events import ClickType, EventType
 from gateway.journal import JournalReader
+from gateway.status import SinkStatus
 
 REPO = Path(__file__).resolve().parent.parent
 FMFB = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
@@ -48,8 +47,8 @@ def snapshot(**changes: object) -> Snapshot:
             for seq in range(1, 13)
         ],
         "sinks": [
-            SinkRow("feeder", True, 12, 0),
-            SinkRow("eventbridge", False, 7, 5, "offline: refused"),
+            SinkStatus("feeder", True, 12, 0),
+            SinkStatus("eventbridge", False, 7, 5, "offline: refused"),
         ],
         "feeder": FeederRow(online=True, food_level=84, runs={"left": 3, "right": 1}),
         "internet_up": False,
@@ -169,59 +168,6 @@ def test_delivery_report() -> None:
     assert delivery_report([2, 1], 1, 2) == ([2, 1], False, True)
 
 
-# --- the relay (the demo's "internet") -------------------------------------------------------
-
-
-def _echo_server() -> tuple[socket.socket, int]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            # The relay under test cuts connections on purpose: a peer gone mid-echo is fine.
-            with conn, contextlib.suppress(OSError):
-                while data := conn.recv(1024):
-                    conn.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server, server.getsockname()[1]
-
-
-def _round_trip(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"meow")
-        return sock.recv(1024)
-
-
-def test_relay_forwards_and_can_be_cut_and_restored() -> None:
-    server, upstream = _echo_server()
-    relay = Relay("127.0.0.1", upstream).start()
-    try:
-        assert relay.online
-        assert _round_trip(relay.port) == b"meow"
-        port = relay.port
-        held = socket.create_connection(("127.0.0.1", port), timeout=5)
-        held.sendall(b"x")
-        assert held.recv(10) == b"x"
-        relay.cut()
-        assert not relay.online
-        with pytest.raises(ConnectionRefusedError):
-            _round_trip(port)
-        assert held.recv(10) == b""  # the open connection was closed too
-        held.close()
-        relay.restore()
-        assert relay.port == port
-        assert _round_trip(port) == b"meow"
-    finally:
-        relay.close()
-        server.close()
-
-
 # --- the demo itself, as a new user runs it --------------------------------------------------
 
 
@@ -321,6 +267,8 @@ def test_demo_in_a_temporary_directory_cleans_up_after_itself() -> None:
     result = run_demo("--script", "press SINGLE mqtt; wait drained; quit")
     out = result.stdout
     assert result.returncode == 0, f"{out}\n--- stderr ---\n{result.stderr}"
+    # paho's publish.single() logged this at ERROR for every MQTT press.
+    assert "Client is not connected" not in result.stderr
     assert re.search(r"^pressed SINGLE: journaled seq \d+ FeedRequested$", out, re.M), out
     m = re.search(r"^state dir: (.+)$", out, re.MULTILINE)
     assert m, out
@@ -371,4 +319,44 @@ def test_sigterm_stops_everything_cleanly(tmp_path: Path) -> None:
         last = reader.get(reader.last_seq())
     assert last is not None
     assert last.type is EventType.GATEWAY_STOPPED
+    assert _gone(_pid_of_mosquitto(out))
+
+
+@pytest.mark.e2e
+def test_with_stdout_not_a_terminal_steps_are_typed_line_by_line() -> None:
+    """``scripts/run 2>&1 | tee log``: keys come from a terminal, the output goes to a pipe.
+    No curses (it died there with a traceback): plain lines, and steps typed one at a time."""
+    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true", "TERM": "xterm"}
+    terminal, keyboard = pty.openpty()
+    proc = subprocess.Popen(
+        [*FMFB, "demo"],
+        cwd=REPO,
+        env=env,
+        stdin=keyboard,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(keyboard)
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:  # until the demo asks for steps (or ends: the assert says)
+            seen.append(line.rstrip("\n"))
+            if line.startswith("status: "):
+                break
+        assert any(ln.startswith("no live view") for ln in seen), seen
+        os.write(terminal, b"press SINGLE mqtt\nstatus\nquit\n")
+        rest, err = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(terminal)
+    out = "\n".join(seen) + "\n" + rest
+    assert proc.returncode == 0, f"{out}\n--- stderr ---\n{err}"
+    assert "Traceback" not in err, err
+    assert "Client is not connected" not in err
+    assert re.search(r"^pressed SINGLE: journaled seq \d+ FeedRequested$", out, re.M), out
+    assert "step: status" in out
     assert _gone(_pid_of_mosquitto(out))

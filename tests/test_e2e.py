@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from daemon_process import HIGH_CAPS, DaemonProcess, run_fmfb
 from e2e_probe import Probe, Received
-from mosquitto import Mosquitto
 from waiting import wait_for
+
+from gateway.devstack.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.e2e
 

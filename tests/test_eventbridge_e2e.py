@@ -13,7 +13,6 @@ journal.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,50 +20,16 @@ from typing import Any
 import pytest
 from daemon_process import HIGH_CAPS, DaemonProcess
 from fault_proxy import FaultProxy
-from mosquitto import Mosquitto
-from moto_server import AWS_TEST_ENV, Feeds, MotoServer, seqs
 from waiting import wait_for
 
 from gateway.control import call
+from gateway.devstack.aws import AWS_TEST_ENV, Drainer, Feeds, MotoServer, seqs
+from gateway.devstack.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 PRESSES = 3_000
 CLICKS = ("SINGLE", "DOUBLE", "LONG")
-
-
-class Drainer:
-    """Drains the SQS target on a thread of its own, every few milliseconds: moto's queue
-    slows down as it fills. ``arrivals()`` is everything seen so far, in arrival order."""
-
-    def __init__(self, moto: MotoServer, feeds: Feeds) -> None:
-        self.moto = moto
-        self.feeds = feeds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="sqs-drainer", daemon=True)
-        self.error: BaseException | None = None
-
-    def _main(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.moto.drain(self.feeds)
-            except Exception as e:  # reported by arrivals()
-                self.error = e
-                return
-            self._stop.wait(0.02)
-
-    def arrivals(self) -> list[dict[str, Any]]:
-        if self.error is not None:
-            raise AssertionError(f"draining the SQS target failed: {self.error!r}")
-        return list(self.feeds.seen)
-
-    def __enter__(self) -> Drainer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def cloud_daemon(broker: Mosquitto, workdir: Path, proxy: FaultProxy) -> DaemonProcess:

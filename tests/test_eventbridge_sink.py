@@ -1,7 +1,7 @@
 """The EventBridge sink against moto's server, through a fault-injecting proxy.
 
 The real boto3 client sends PutEvents over HTTP to ``tests/fault_proxy.py``, which forwards to
-moto (``tests/moto_server.py``); a rule on the bus sends every event of the source to an SQS
+moto (``gateway/devstack/aws.py``); a rule on the bus sends every event of the source to an SQS
 queue, and the tests read that queue to see what EventBridge would have delivered. The sink
 runs in the test's event loop on a real journal; events come in through the intake, as they
 do in the daemon.
@@ -24,15 +24,15 @@ from typing import Any, TypeVar
 import pytest
 from e2e_probe import Probe
 from fault_proxy import HTTP_500, THROTTLE, FaultProxy, Reset, Status, fail_indices
-from mosquitto import Mosquitto
-from moto_server import Feeds, MotoServer, seqs
 from mqtt_probe import until as probe_until
 
 from gateway.backoff import Backoff
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
-from gateway.daemon import Daemon
+from gateway.devstack.aws import Feeds, MotoServer, seqs
+from gateway.devstack.daemon import running
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.echo import EchoLedger
 from gateway.events import (
     Bowl,
@@ -578,27 +578,6 @@ async def test_held_events_are_sent_only_once_durable(
 # --- no credentials ----------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running_daemon(config: Config) -> AsyncIterator[Daemon]:
-    daemon = Daemon(config)
-    task = asyncio.create_task(daemon.run(), name="daemon-under-test")
-    ready = asyncio.create_task(daemon.ready.wait())
-    await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-    if not daemon.ready.is_set():
-        ready.cancel()
-        if task.done():
-            task.result()
-        task.cancel()
-        raise AssertionError("the daemon did not become ready within 15 s")
-    try:
-        yield daemon
-    finally:
-        daemon.stopping.set()
-        await asyncio.wait({task}, timeout=15)
-        assert task.done(), "the daemon did not stop within 15 s"
-        assert task.result() == 0
-
-
 async def test_no_credentials_sink_offline_feeding_unaffected(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -630,7 +609,7 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
         }
     )
     with Probe(broker.host, broker.port, subscribe=["cat-feeder/action"]) as feeder:
-        async with running_daemon(config) as daemon:
+        async with running(config, ready_timeout_s=15) as daemon:
             assert daemon.intake is not None
             status = await until(
                 lambda: (s := daemon.status().sink("eventbridge")) and s.last_error and s,

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from daemon_process import HIGH_CAPS, DaemonProcess
 from e2e_probe import Probe
-from mosquitto import Mosquitto
 from waiting import wait_for
 
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.feeder_sim import FeederSim, MotorRun
 
 pytestmark = pytest.mark.e2e

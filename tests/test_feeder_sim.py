@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from e2e_probe import Probe, Received
-from mosquitto import Mosquitto
 
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.feeder_sim import FeederSim, MotorRun
 
 ACTION = "cat-feeder/action"

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from inprocess import journaled, running
+from inprocess import journaled
 from mqtt_probe import Publisher, Subscriber, until
 
 import gateway.mqtt_link
 from gateway.config import Config, parse_config
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running
 from gateway.events import (
     Bowl,
     EventType,

@@ -29,11 +29,11 @@ import pytest
 from click.testing import CliRunner
 from daemon_process import FMFB, DaemonProcess, fmfb_env, run_fmfb
 from e2e_probe import Probe
-from mosquitto import Mosquitto
 from waiting import wait_for
 
 from gateway import cli
 from gateway.commands import journal as journal_commands
+from gateway.devstack.mosquitto import Mosquitto
 
 ACCEPTED = re.compile(r"^accepted: feed (\S+) \(seq (\d+), request ([0-9a-f-]{36})\)", re.M)
 POLICY = {"cap_per_bowl": 2, "cap_period_s": 86_400, "min_gap_s": 0}

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from daemon_process import HIGH_CAPS, DaemonProcess
 from e2e_probe import Probe
-from mosquitto import Mosquitto
 from test_iot_core_sink import COMMANDS, Cloud, first_arrivals, tls_of
-from tls_certs import Pki, make_pki
 from waiting import wait_for
 
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import Pki, make_pki
 from gateway.wire import rfc3339_ms
 
 pytestmark = pytest.mark.e2e

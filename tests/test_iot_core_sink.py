@@ -1,5 +1,5 @@
 """The IoT Core sink against a real Mosquitto that looks like IoT Core: TLS with client
-certificates required (certificates from ``tls_certs.make_pki``).
+certificates required (certificates from ``gateway.devstack.pki.make_pki``).
 
 The sink runs in the test's event loop with the real awsiotsdk client, a real journal and
 intake (or inside a whole in-process Daemon, for commands that must reach the local feeder).
@@ -30,18 +30,19 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 import pytest
-from inprocess import journaled, running
-from mosquitto import Mosquitto, Tls
-from mqtt_probe import Received, Subscriber, task_stacks, until
+from inprocess import journaled
+from mqtt_probe import Received, Subscriber, until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tls_certs import Pki, make_pki
 from waiting import wait_for
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
 from gateway.daemon import Daemon
+from gateway.devstack.daemon import running, task_stacks
+from gateway.devstack.mosquitto import Mosquitto, Tls
+from gateway.devstack.pki import Pki, make_pki
 from gateway.events import (
     Bowl,
     ClickType,
@@ -215,7 +216,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def tls_of(pki: Pki) -> Tls:
-    return Tls(cafile=pki.ca, certfile=pki.server_cert, keyfile=pki.server_key)
+    return pki.broker_tls()
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from mosquitto import Mosquitto
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from waiting import wait_for
+
+from gateway.devstack.mosquitto import Mosquitto
 
 TIMEOUT = 10.0
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from daemon_process import FMFB, DaemonProcess, fmfb_env, run_fmfb, toml_text
 from fault_proxy import FaultProxy
-from mosquitto import Mosquitto
-from moto_server import Feeds, MotoServer
 from mqtt_probe import Subscriber
 from test_iot_core_sink import Cloud, tls_of
-from tls_certs import make_pki
 from waiting import wait_for
 
+from gateway.devstack.aws import Feeds, MotoServer, first_arrivals
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import make_pki
 from gateway.events import Bowl, Event, FeedRequested, Origin
 from gateway.journal import JournalReader
 from gateway.replay import (
@@ -133,29 +133,9 @@ def test_jsonl_replay_by_range_and_type_resumes(tmp_path: Path) -> None:
 
 def replay_bus(moto: MotoServer) -> Feeds:
     """A new bus (not the live one) whose rule takes the replay source to an SQS queue."""
-    bus = f"history-{uuid.uuid4().hex[:6]}"
-    events = moto.client("events")
-    sqs = moto.client("sqs")
-    events.create_event_bus(Name=bus)
-    url = sqs.create_queue(QueueName=f"replay-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    events.put_rule(
-        Name="replays", EventBusName=bus, EventPattern=json.dumps({"source": [REPLAY_SOURCE]})
+    return moto.setup_feeds(
+        bus=f"history-{uuid.uuid4().hex[:6]}", rule="replays", source=REPLAY_SOURCE
     )
-    events.put_targets(Rule="replays", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    return Feeds(bus=bus, rule="replays", queue_url=url, queue_arn=arn)
-
-
-def _first_occurrences(seqs: list[int]) -> list[int]:
-    seen: set[int] = set()
-    out = []
-    for s in seqs:
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
 
 
 def test_eventbridge_replay_arrives_in_order_marked(moto: MotoServer, tmp_path: Path) -> None:
@@ -240,7 +220,7 @@ def test_eventbridge_replay_resumes_after_a_kill(moto: MotoServer, tmp_path: Pat
         feeds, lambda s: {int(e["detail"]["seq"]) for e in s} >= set(range(1, n + 1))
     )
     seqs = [int(e["detail"]["seq"]) for e in seen]
-    first = _first_occurrences(seqs)
+    first = first_arrivals(seqs)
     assert first == list(range(1, n + 1))  # none missing, in order
     # Only the batch in flight at the kill may have arrived twice.
     assert len(seqs) - n <= 3

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inprocess import journaled, running
-from moto_server import MotoServer
+from inprocess import journaled
 
 from gateway.config import parse_config
 from gateway.control import call
+from gateway.devstack.aws import MotoServer
+from gateway.devstack.daemon import running
 from gateway.events import ClickType, EventType, FeedRejected, FeedRequested
 from gateway.replay_targets import EventBridgeTarget
 from gateway.wire import RemoteCommand

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mosquitto import Mosquitto
 from mqtt_probe import Subscriber, until
 
 from gateway.clock import SystemClock
 from gateway.config import Config, parse_config
 from gateway.counters import InputCounters
+from gateway.devstack.mosquitto import Mosquitto
 from gateway.echo import EchoLedger
 from gateway.events import (
     Bowl,
@@ -171,7 +171,7 @@ class EventBridgeRig(Rig):
         )
 
     def arrived(self) -> list[int]:
-        from moto_server import seqs  # noqa: PLC0415 - boto3 only for the cloud rigs
+        from gateway.devstack.aws import seqs  # noqa: PLC0415 - boto3 only for the cloud rigs
 
         self.moto.drain(self.feeds)
         return seqs(self.feeds.seen, GATEWAY_ID)
@@ -284,7 +284,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tls_certs import make_pki  # noqa: PLC0415
+    from gateway.devstack.pki import make_pki  # noqa: PLC0415
 
     return make_pki(tmp_path_factory.mktemp("pki"))
 

@@ -1,4 +1,4 @@
-"""The demo's "internet": a tiny loopback TCP relay that can be cut and restored.
+"""The "internet": a tiny loopback TCP relay that can be cut and restored.
 
 ``fmfb demo`` points the EventBridge sink at this relay, and the relay forwards every
 connection, byte for byte, to the local AWS emulator (moto's server). ``cut()`` stops
@@ -16,10 +16,29 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 ACCEPT_POLL_S = 0.1
 CONNECT_TIMEOUT_S = 5.0
 CHUNK = 65_536
+RELISTEN_TIMEOUT_S = 5.0
+
+
+def listen_again(listen: Callable[[], None], timeout_s: float = RELISTEN_TIMEOUT_S) -> None:
+    """Call ``listen`` (a bind to the port a cut link had) until it succeeds.
+
+    Connections the cut closed may hold the port in TIME_WAIT for a moment, or the kernel may
+    not have released the old listener yet: SO_REUSEADDR covers most of it, not all."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            listen()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
 
 
 class Relay:
@@ -69,18 +88,8 @@ class Relay:
 
     def restore(self) -> None:
         """Restore the link: listen again on the same port."""
-        if self._listener is not None:
-            return
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                self._listen()
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            else:
-                return
+        if self._listener is None:
+            listen_again(self._listen)
 
     def close(self) -> None:
         self.cut()
@@ -109,7 +118,7 @@ class Relay:
         self._thread = threading.Thread(
             target=self._accept_loop,
             args=(listener, self._stop_accepting),
-            name=f"demo-link-{self.port}",
+            name=f"relay-{self.port}",
             daemon=True,
         )
         self._thread.start()
@@ -126,7 +135,7 @@ class Relay:
                 _close(client)
                 return
             threading.Thread(
-                target=self._connect, args=(client, stop), name="demo-link-conn", daemon=True
+                target=self._connect, args=(client, stop), name="relay-conn", daemon=True
             ).start()
 
     def _connect(self, client: socket.socket, stop: threading.Event) -> None:
@@ -148,7 +157,7 @@ class Relay:
             self._open.update((client, upstream))
             self.connections_total += 1
         threading.Thread(
-            target=self._pump, args=(client, upstream), name="demo-link-up", daemon=True
+            target=self._pump, args=(client, upstream), name="relay-up", daemon=True
         ).start()
         self._pump(upstream, client)
 

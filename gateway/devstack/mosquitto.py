@@ -1,9 +1,9 @@
-"""A real, private Mosquitto broker for tests.
+"""A real, private Mosquitto broker: for the demo, the tests and the benchmarks.
 
 Each ``Mosquitto`` runs its own ``mosquitto`` process on a free loopback port, with its
-config, log and (optionally) persistence database in its own temporary directory. Fault
-tests stop, kill and restart it; ``restart()`` keeps the port and the persistence, so clients
-with persistent sessions find their queued messages again.
+config, log and (optionally) persistence database in its own directory (a temporary one unless
+the caller names one). Fault tests stop, kill and restart it; ``restart()`` keeps the port and
+the persistence, so clients with persistent sessions find their queued messages again.
 
 Never port 1883: that is the system broker's.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -23,9 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from gateway.devstack import DevStackError
+from gateway.devstack.processes import stop_process
+
 SYSTEM_BROKER_PORT = 1883
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+# Debian installs the broker in sbin, which is not on a normal user's PATH.
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,20 @@ def free_port(host: str = "127.0.0.1") -> int:
             return port
 
 
+def find_mosquitto() -> str:
+    """The ``mosquitto`` binary: on PATH, or where Debian puts it."""
+    found = shutil.which("mosquitto") or next(
+        (str(Path(d) / "mosquitto") for d in SBIN_DIRS if (Path(d) / "mosquitto").exists()),
+        None,
+    )
+    if found is None:
+        raise DevStackError(
+            "the mosquitto broker is not installed (Debian: sudo apt-get install mosquitto; "
+            "or run scripts/install-deps)"
+        )
+    return found
+
+
 def _port_accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2):
@@ -59,11 +77,13 @@ def _port_accepts(host: str, port: int) -> bool:
 class Mosquitto:
     """A private mosquitto broker on 127.0.0.1.
 
-    ``persistent=True`` keeps a persistence database in the broker's temporary directory, so
+    ``persistent=True`` keeps a persistence database in the broker's directory, so
     retained messages, persistent sessions and their queued QoS 1/2 messages survive
     ``stop()``/``restart()`` (mosquitto saves on a clean shutdown; ``kill()`` loses what was
     not autosaved yet — pass ``extra_config=["autosave_interval 1"]`` to narrow that window).
     ``tls`` turns the listener into an mTLS one. ``extra_config`` lines are appended verbatim.
+    ``workdir``: where config, log and persistence go; the caller's directory is kept by
+    ``close()``, a temporary one (the default) is removed.
     """
 
     def __init__(
@@ -73,10 +93,11 @@ class Mosquitto:
         tls: Tls | None = None,
         port: int | None = None,
         extra_config: Sequence[str] = (),
-        binary: str = "mosquitto",
+        binary: str | None = None,
+        workdir: Path | None = None,
     ) -> None:
         if port == SYSTEM_BROKER_PORT:
-            raise ValueError("port 1883 belongs to the system broker; tests never use it")
+            raise ValueError("port 1883 is the system broker's; the local stack never uses it")
         self.host = "127.0.0.1"
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port(self.host)
@@ -84,7 +105,11 @@ class Mosquitto:
         self.tls = tls
         self.extra_config = list(extra_config)
         self.binary = binary
-        self.workdir = Path(tempfile.mkdtemp(prefix="fmfb-mosquitto-"))
+        self._owns_workdir = workdir is None
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="fmfb-mosquitto-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
         self.output_path = self.workdir / "mosquitto.out"
@@ -96,7 +121,7 @@ class Mosquitto:
 
     def config_text(self) -> str:
         lines = [
-            "# written by tests/mosquitto.py",
+            "# written by gateway/devstack/mosquitto.py",
             f"listener {self.port} {self.host}",
         ]
         if self.tls is None:
@@ -150,7 +175,9 @@ class Mosquitto:
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start the broker and return once its port accepts TCP connections."""
         if self.running:
-            raise RuntimeError(f"mosquitto already running on port {self.port}")
+            raise DevStackError(f"mosquitto already running on port {self.port}")
+        if self.binary is None:
+            self.binary = find_mosquitto()
         attempts = 1 if self._fixed_port else 3
         self._last_exit = None
         for attempt in range(attempts):
@@ -164,12 +191,13 @@ class Mosquitto:
                 continue
             break
         exited = f"exited with status {self._last_exit}" if self._last_exit is not None else ""
-        raise RuntimeError(
+        raise DevStackError(
             f"mosquitto did not accept connections on {self.host}:{self.port} "
             f"within {timeout:.1f}s {exited}\n{self.diagnostics()}"
         )
 
     def _launch(self, timeout: float) -> bool:
+        assert self.binary is not None
         if self.persistent:
             self.persistence_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text(), encoding="utf-8")
@@ -197,17 +225,9 @@ class Mosquitto:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (mosquitto saves its persistence database) and wait for the exit."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
-        self._process = None
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash. Nothing is saved that was not autosaved already."""
@@ -225,9 +245,10 @@ class Mosquitto:
         self.start(timeout=timeout)
 
     def close(self) -> None:
-        """Stop the broker and remove its temporary directory."""
+        """Stop the broker and remove its temporary directory (a caller's one is kept)."""
         self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Mosquitto:
         self.start()

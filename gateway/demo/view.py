@@ -1,4 +1,4 @@
-"""The demo's live terminal view.
+"""The demo's live terminal view and its plain-line output.
 
 Two halves, kept apart so the first can be tested without a terminal:
 
@@ -7,15 +7,20 @@ Two halves, kept apart so the first can be tested without a terminal:
   a list of text lines (:func:`render`), and one line per step for the scripted, plain output
   (:func:`status_line`, :func:`event_line`);
 - terminal I/O: :class:`CursesScreen` draws those lines with the standard library's curses
-  and reads keys without blocking.
+  and reads keys without blocking; :func:`can_draw` says whether there is a terminal to draw
+  on (``scripts/run | tee log`` has none on stdout: the demo then prints plain lines).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from gateway.status import SinkStatus
 
 KEY_HELP = (
     "keys: 1 SINGLE  2 DOUBLE  3 LONG (GPIO button)   s d l: the same on the MQTT button",
@@ -31,15 +36,6 @@ class EventRow:
 
 
 @dataclass(frozen=True, slots=True)
-class SinkRow:
-    name: str
-    connected: bool
-    cursor: int
-    backlog: int
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class FeederRow:
     online: bool | None  # as the gateway's journal says (None: not heard from)
     food_level: int | None
@@ -50,7 +46,7 @@ class FeederRow:
 class Snapshot:
     journal_seq: int
     events: Sequence[EventRow]
-    sinks: Sequence[SinkRow]
+    sinks: Sequence[SinkStatus]  # as the daemon reports them
     feeder: FeederRow
     internet_up: bool
     sqs_received: int  # distinct events that reached the SQS target
@@ -72,7 +68,7 @@ def summarize(payload: Mapping[str, Any]) -> str:
     return " ".join(bits)
 
 
-def _sink_text(sink: SinkRow) -> str:
+def _sink_text(sink: SinkStatus) -> str:
     link = "connected" if sink.connected else "OFFLINE  "
     name = f"{sink.name} sink"
     return f"{name:<17} {link}  cursor {sink.cursor:>5}  backlog {sink.backlog:>4}"
@@ -140,6 +136,13 @@ def status_line(snapshot: Snapshot) -> str:
 
 def event_line(row: EventRow) -> str:
     return f"journal: seq {row.seq:>4}  {row.type:<18} {row.summary}".rstrip()
+
+
+def can_draw() -> bool:
+    """Whether the live view can run: keys come from a terminal, the screen goes to one, and
+    the terminal type is one curses can drive."""
+    term = os.environ.get("TERM", "")
+    return sys.stdin.isatty() and sys.stdout.isatty() and term not in {"", "dumb", "unknown"}
 
 
 class CursesScreen:

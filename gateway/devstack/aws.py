@@ -1,4 +1,4 @@
-"""A local AWS for the cloud tests: moto's server mode on a free loopback port.
+"""A local AWS: moto's server mode on a free loopback port (the demo, the cloud tests).
 
 ``MotoServer`` runs moto's ``ThreadedMotoServer`` (in this process, on 127.0.0.1, port picked
 by the kernel) and reaches it with the real boto3 over HTTP. ``setup_feeds()`` builds what the
@@ -16,21 +16,28 @@ unless asked to go through the API.
 
 moto checks the 10-entry limit and missing fields of PutEvents, but not the size limit, and it
 never throttles or partly fails: ``tests/fault_proxy.py`` in front of it does that.
+
+moto and boto3 come with the ``demo`` and ``test`` extras, not with the gateway: they are
+imported inside the methods that need them, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from gateway.devstack import DevStackError
 
 REGION = "us-east-1"
 BUS = "feedmyfurbabies"
@@ -51,14 +58,46 @@ def use_test_credentials() -> None:
     os.environ.update(AWS_TEST_ENV)
 
 
+@contextmanager
+def local_aws_environment() -> Iterator[None]:
+    """The fake credentials for the duration of a block, and no profile or session token that
+    could send boto3 elsewhere; the environment is put back as it was afterwards."""
+    keys = (*AWS_TEST_ENV, "AWS_PROFILE", "AWS_SESSION_TOKEN")
+    saved = {k: os.environ.get(k) for k in keys}
+    use_test_credentials()
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _import(module: str) -> Any:
+    """A module of the ``demo``/``test`` extras, or a DevStackError that says how to get it.
+
+    import_module: a plain module object, typed alike whether or not the installed package
+    ships type information."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise DevStackError(
+            f"the local AWS needs moto's server and boto3 ({e.name} is missing): "
+            "pip install 'feedmyfurbabies-gateway[demo]' (or run scripts/install-deps)"
+        ) from None
+
+
 def _memoise_jsonpath() -> None:
     """moto parses the same eight JSONPath expressions for every event it sends to a target,
     and jsonpath-ng builds a parser each time; the parsed expressions are immutable."""
-    import jsonpath_ng.ext  # noqa: PLC0415 - moto's dependency
-
-    parse = jsonpath_ng.ext.parse
+    ext = _import("jsonpath_ng.ext")  # moto's dependency
+    parse = ext.parse
     if not hasattr(parse, "cache_info"):
-        jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(parse)
+        ext.parse = functools.lru_cache(maxsize=1024)(parse)
 
 
 @dataclass
@@ -85,12 +124,12 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         use_test_credentials()
+        moto_server = _import("moto.server")
+        _import("boto3")  # fail here, with the hint, rather than at the first client
         _memoise_jsonpath()
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, tests only
-
         # werkzeug logs one line per request at INFO: thousands per test.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        server = moto_server.ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
         server.start()
         self.host, self.port = server.get_host_and_port()
         self._server = server
@@ -124,10 +163,8 @@ class MotoServer:
         return self._clients[key]
 
     def _new_client(self, service: str, endpoint_url: str) -> Any:
-        import boto3  # noqa: PLC0415
-
         use_test_credentials()
-        return boto3.client(
+        return _import("boto3").client(
             service,
             endpoint_url=endpoint_url,
             region_name=REGION,
@@ -137,22 +174,34 @@ class MotoServer:
 
     # --- the published design's bus, rule and target ----------------------------------------
 
-    def setup_feeds(self, *, bus: str = BUS, with_target: bool = True) -> Feeds:
+    def setup_feeds(
+        self,
+        *,
+        bus: str = BUS,
+        rule: str = RULE,
+        source: str = SOURCE,
+        with_target: bool = True,
+        queue: str | None = None,
+    ) -> Feeds:
+        """The bus, a rule matching ``{"source": [source]}`` and (``with_target``) an SQS queue
+        as its target, named ``queue`` or, by default, uniquely for this call. The defaults are
+        the published design's bus ``feedmyfurbabies`` and rule ``feeds``."""
         events = self.client("events")
         events.create_event_bus(Name=bus)
         queue_url = queue_arn = ""
         if with_target:
             sqs = self.client("sqs")
-            queue_url = sqs.create_queue(QueueName=f"{RULE}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+            name = queue or f"{rule}-{uuid.uuid4().hex[:8]}"
+            queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
             queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
                 "Attributes"
             ]["QueueArn"]
-        events.put_rule(Name=RULE, EventBusName=bus, EventPattern=json.dumps({"source": [SOURCE]}))
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [source]}))
         if with_target:
             events.put_targets(
-                Rule=RULE, EventBusName=bus, Targets=[{"Id": "feeds-queue", "Arn": queue_arn}]
+                Rule=rule, EventBusName=bus, Targets=[{"Id": f"{rule}-queue", "Arn": queue_arn}]
             )
-        return Feeds(bus=bus, rule=RULE, queue_url=queue_url, queue_arn=queue_arn)
+        return Feeds(bus=bus, rule=rule, queue_url=queue_url, queue_arn=queue_arn)
 
     def drain(self, feeds: Feeds, *, via_api: bool = False) -> list[dict[str, Any]]:
         """Take every message now in the queue; the parsed envelopes, in the order the target
@@ -168,8 +217,7 @@ class MotoServer:
         return out
 
     def _take_all(self, feeds: Feeds) -> list[dict[str, Any]]:
-        from moto.sqs.models import sqs_backends  # noqa: PLC0415 - moto's in-process state
-
+        sqs_backends = _import("moto.sqs.models").sqs_backends  # moto's in-process state
         account = feeds.queue_arn.split(":")[4]
         queue = sqs_backends[account][REGION].get_queue(feeds.queue_url.rsplit("/", 1)[-1])
         with queue._messages_lock:  # moto's SQS target appends under this lock
@@ -217,6 +265,52 @@ class MotoServer:
             time.sleep(0.02)
 
 
+class Drainer:
+    """Drains the SQS target on a thread of its own, every few milliseconds (moto's queue
+    slows down as it fills). ``arrivals()`` is everything seen so far, in arrival order."""
+
+    def __init__(self, moto: MotoServer, feeds: Feeds, *, every_s: float = 0.02) -> None:
+        self.moto = moto
+        self.feeds = feeds
+        self.every_s = every_s
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="sqs-drainer", daemon=True)
+
+    def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    self.moto.drain(self.feeds)
+            except Exception as e:  # reported by arrivals()
+                self.error = e
+                return
+            self._stop.wait(self.every_s)
+
+    def arrivals(self) -> list[dict[str, Any]]:
+        """Every envelope the target received so far; raises if draining failed."""
+        if self.error is not None:
+            raise DevStackError(f"draining the SQS target failed: {self.error!r}")
+        with self._lock:
+            return list(self.feeds.seen)
+
+    def start(self) -> Drainer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> Drainer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def seqs(envelopes: list[dict[str, Any]], gateway_id: str | None = None) -> list[int]:
     """The ``detail.seq`` of each envelope, in arrival order (optionally one gateway's)."""
     return [
@@ -226,7 +320,7 @@ def seqs(envelopes: list[dict[str, Any]], gateway_id: str | None = None) -> list
     ]
 
 
-@contextmanager
-def moto_server() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
+def first_arrivals(seq_list: Sequence[int]) -> list[int]:
+    """Each seq once, where it first arrived: a target may receive an event again (a resend
+    after a lost reply), and what counts for order is the first copy."""
+    return list(dict.fromkeys(seq_list))

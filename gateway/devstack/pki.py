@@ -1,7 +1,10 @@
-"""A private CA and the certificates the TLS tests need, made with `cryptography`.
+"""A private CA and the certificates an mTLS broker (the local stand-in for AWS IoT Core) and
+its clients need, made with `cryptography` (of the ``test`` extra): for the tests and the
+benchmarks.
 
-``make_pki(dir)`` writes ca.pem, server.pem/server.key (SAN localhost and 127.0.0.1, serverAuth)
-and client.pem/client.key (clientAuth, CN = the client id), and returns their paths.
+``make_pki(dir)`` writes ca.pem, server.pem/server.key (SAN localhost and 127.0.0.1, serverAuth),
+client.pem/client.key (clientAuth, CN = the client id) and rogue.pem/rogue.key (a client
+certificate of another CA, which the broker must refuse), and returns their paths.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.devstack.mosquitto import Tls
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -26,6 +31,10 @@ class Pki:
     client_key: Path
     other_client_cert: Path  # signed by a different CA: must be refused
     other_client_key: Path
+
+    def broker_tls(self) -> Tls:
+        """The server side, for :class:`~gateway.devstack.mosquitto.Mosquitto`'s ``tls``."""
+        return Tls(cafile=self.ca, certfile=self.server_cert, keyfile=self.server_key)
 
 
 def _name(cn: str) -> x509.Name:
