@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file()) + [ROOT / ".ci" / "run"]
+SCRIPTS = [*sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file()), ROOT / ".ci" / "run"]
 
 pytestmark = pytest.mark.skipif(
     shutil.which("shellcheck") is None,
