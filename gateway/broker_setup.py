@@ -180,6 +180,7 @@ class TlsListener:
     certfile: Path
     keyfile: Path
     port: int = DEFAULT_TLS_PORT
+    address: str | None = None  # None: every address (it is for the LAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +363,7 @@ def mosquitto_conf_text(plan: BrokerPlan, files: BrokerFiles) -> str:
         lines += [
             "",
             "# MQTT over TLS for the LAN: passwords never cross the Wi-Fi in clear.",
-            f"listener {tls.port}",
+            f"listener {tls.port}" + ("" if tls.address is None else f" {tls.address}"),
             *bind_to_user,
             f"cafile {tls.cafile}",
             f"certfile {tls.certfile}",
@@ -558,7 +559,11 @@ def write_broker_files(
         written.append(files.main_conf)
         replaced = problem
 
-    firmware = firmware_config(plan, passwords[plan.feeder_user], broker_host)
+    # With a TLS listener the feeder uses it: its password then never crosses the Wi-Fi
+    # in clear.
+    firmware = firmware_config(
+        plan, passwords[plan.feeder_user], broker_host, use_tls=plan.tls is not None
+    )
     _write_atomic(_under(root, files.firmware_config), json.dumps(firmware, indent=2) + "\n", 0o600)
     written.append(files.firmware_config)
     return WriteResult(clients=clients, written=tuple(written), main_conf_replaced=replaced)

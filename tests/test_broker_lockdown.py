@@ -19,22 +19,24 @@ import pwd
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from inprocess import journaled, running
-from mosquitto import Mosquitto
+from mosquitto import Mosquitto, free_port
 from mqtt_probe import until
 from paho.mqtt.enums import CallbackAPIVersion
+from tls_certs import make_pki
 from waiting import wait_for
 
 from gateway.broker_setup import (
     BrokerFiles,
     BrokerPlan,
     MqttButton,
+    TlsListener,
     gateway_buttons_user,
     gateway_feeder_user,
     write_broker_files,
@@ -66,7 +68,7 @@ pytestmark = pytest.mark.skipif(
 class LockedDownMosquitto(Mosquitto):
     """tests/mosquitto.py's broker, with the generated config instead of an open one."""
 
-    def __init__(self, plan_for_port: Any) -> None:
+    def __init__(self, plan_for_port: Callable[[int, Path], BrokerPlan]) -> None:
         super().__init__()
         self.files = BrokerFiles(
             conf=self.workdir / "fmfb.conf",
@@ -75,17 +77,23 @@ class LockedDownMosquitto(Mosquitto):
             acl_file=self.workdir / "broker" / "acl",
             credentials_dir=self.workdir / "credentials",
         )
-        self.plan: BrokerPlan = plan_for_port(self.port)
+        self.plan: BrokerPlan = plan_for_port(self.port, self.workdir)
         write_broker_files(self.plan, files=self.files)
         if os.geteuid() == 0:
             # As on the Pi: the broker runs as "mosquitto" and reads its files through the
-            # group; the credentials stay root's alone.
+            # group (scripts/install-pi copies the TLS files into its folder the same way);
+            # the credentials stay root's alone.
             mosquitto = pwd.getpwnam("mosquitto")
             for path in (self.workdir, self.workdir / "broker"):
                 os.chown(path, mosquitto.pw_uid, mosquitto.pw_gid)
                 path.chmod(0o750)
-            for path in (self.files.password_file, self.files.acl_file, self.files.conf):
+            readable = [self.files.password_file, self.files.acl_file, self.files.conf]
+            if self.plan.tls is not None:
+                tls = self.plan.tls
+                readable += [tls.cafile, tls.certfile, tls.keyfile]
+            for path in readable:
                 os.chown(path, 0, mosquitto.pw_gid)
+                path.chmod(0o640)
 
     def config_text(self) -> str:
         return self.files.conf.read_text(encoding="utf-8") + "\n".join(
@@ -102,7 +110,7 @@ class LockedDownMosquitto(Mosquitto):
         return self.files.credentials(username).read_text(encoding="utf-8").strip()
 
 
-def lab_plan(port: int) -> BrokerPlan:
+def lab_plan(port: int, _workdir: Path) -> BrokerPlan:
     return BrokerPlan(
         gateway_id=GATEWAY_ID,
         buttons=(MqttButton("b1", B1_TOPIC), MqttButton("b2", B2_TOPIC)),
@@ -133,9 +141,11 @@ def pub(
     user: str | None,
     password: str | None = None,
     client_id: str | None = None,
+    port: int | None = None,
+    tls_args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    command = ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1"]
-    command += ["-t", topic, "-m", payload]
+    command = ["mosquitto_pub", "-h", broker.host, "-p", str(port or broker.port), "-q", "1"]
+    command += ["-t", topic, "-m", payload, *tls_args]
     if user is not None:
         command += ["-u", user, "-P", password or ""]
     if client_id is not None:
@@ -439,3 +449,61 @@ def test_the_broker_dropped_to_mosquitto_and_read_its_files(locked: LockedDownMo
     # above); the plaintext credentials stayed unreadable to it.
     for username in (GATEWAY, FEEDER, MONITOR):
         assert locked.files.credentials(username).stat().st_mode & 0o777 == 0o600
+
+
+# --- the optional TLS listener ---------------------------------------------------------------
+
+
+def test_the_tls_listener_is_locked_down_the_same_way() -> None:
+    tls_port = free_port()
+
+    def tls_plan(port: int, workdir: Path) -> BrokerPlan:
+        pki = make_pki(workdir / "broker" / "tls")
+        return BrokerPlan(
+            gateway_id=GATEWAY_ID,
+            monitor_user=MONITOR,
+            listen_address="127.0.0.1",
+            port=port,
+            tls=TlsListener(pki.ca, pki.server_cert, pki.server_key, tls_port, "127.0.0.1"),
+        )
+
+    broker = LockedDownMosquitto(tls_plan)
+    try:
+        broker.start()
+        assert broker.plan.tls is not None
+        over_tls = ("--cafile", str(broker.plan.tls.cafile))
+        anonymous = pub(broker, STATES, "x", user=None, port=tls_port, tls_args=over_tls)
+        assert anonymous.returncode != 0
+        assert "not authori" in anonymous.stderr.lower(), anonymous.stderr
+        gateway = PahoClient(broker, GATEWAY, GATEWAY, broker.password(GATEWAY))
+        try:
+            with Sub(broker, MONITOR, STATES, DISPENSED) as watcher:
+                # The feeder over TLS, asking for the gateway's client id: it is let in as
+                # itself (its publish arrives) and the gateway's session is untouched.
+                pub_as(
+                    broker,
+                    FEEDER,
+                    STATES,
+                    "over-tls",
+                    client_id=GATEWAY,
+                    port=tls_port,
+                    tls_args=over_tls,
+                )
+                watcher.wait_message(STATES, "over-tls")
+                # Plain MQTT on that port, even with the right password, gets nowhere: the
+                # listener really is TLS.
+                plain = pub(
+                    broker,
+                    STATES,
+                    "x",
+                    user=FEEDER,
+                    password=broker.password(FEEDER),
+                    port=tls_port,
+                )
+                assert plain.returncode != 0
+            assert gateway.disconnects == 0
+        finally:
+            gateway.close()
+        assert f"Client {GATEWAY} already connected" not in broker.log_text()
+    finally:
+        broker.close()

@@ -282,3 +282,56 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "--gpio is auto, lgpio or none" in result.stderr
     assert on_disk(tmp_path) == set()
+
+
+def test_a_tls_listener_with_copies_the_broker_can_read(tmp_path: Path) -> None:
+    from tls_certs import make_pki  # noqa: PLC0415 - only this test needs cryptography
+
+    pki = make_pki(tmp_path / "pki")
+    root = tmp_path / "root"
+    out = install(
+        root,
+        "--gateway-id",
+        GW,
+        "--yes",
+        "--feeder-host",
+        "pi.lan",
+        "--listen-address",
+        "127.0.0.1",
+        "--tls-cafile",
+        str(pki.ca),
+        "--tls-certfile",
+        str(pki.server_cert),
+        "--tls-keyfile",
+        str(pki.server_key),
+    )
+    entries = manifest(root)
+    assert entries["/etc/mosquitto/fmfb/tls"] == ("dir", "0750", "root", "mosquitto")
+    assert entries["/etc/mosquitto/fmfb/tls/server.key"] == ("file", "0640", "root", "mosquitto")
+    assert entries["/etc/mosquitto/fmfb/tls/ca.pem"] == ("file", "0644", "root", "mosquitto")
+    key = root / "etc/mosquitto/fmfb/tls/server.key"
+    assert key.read_bytes() == pki.server_key.read_bytes()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o640
+    conf = (root / "etc/mosquitto/conf.d/fmfb.conf").read_text(encoding="utf-8").splitlines()
+    assert "listener 1883 127.0.0.1" in conf
+    assert "listener 8883" in conf
+    assert "keyfile /etc/mosquitto/fmfb/tls/server.key" in conf
+    feeder = json.loads((root / "etc/fmfb/mqtt/feeder-config.json").read_text(encoding="utf-8"))
+    assert (feeder["mqtt"]["port"], feeder["mqtt"]["tls"]) == (8883, True)
+    assert "copy /etc/mosquitto/fmfb/tls/ca.pem to the feeder" in out
+    install(root, "--uninstall")
+    assert not (root / "etc/mosquitto/fmfb").exists()
+    assert not [p for p in manifest(root) if p.startswith("/etc/mosquitto/fmfb")]
+
+
+def test_tls_needs_all_three_files(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--root", str(tmp_path), "--yes", "--tls-cafile", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 2
+    assert "TLS needs" in result.stderr
