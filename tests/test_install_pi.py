@@ -324,6 +324,22 @@ def test_a_tls_listener_with_copies_the_broker_can_read(tmp_path: Path) -> None:
     assert not [p for p in manifest(root) if p.startswith("/etc/mosquitto/fmfb")]
 
 
+@pytest.mark.parametrize("gateway_id", ["kitchen pi", "-x", "a" * 52, "pi/1"])
+def test_a_gateway_id_that_cannot_name_broker_users_is_refused_first(
+    tmp_path: Path, gateway_id: str
+) -> None:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--root", str(tmp_path), "--yes", "--gateway-id", gateway_id],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "gateway id" in result.stderr
+    assert commands(tmp_path) == []  # nothing would have been run
+
+
 def test_tls_needs_all_three_files(tmp_path: Path) -> None:
     result = subprocess.run(
         ["bash", str(SCRIPT), "--root", str(tmp_path), "--yes", "--tls-cafile", "/nonexistent"],
