@@ -165,6 +165,15 @@ def test_what_it_would_run_on_a_real_pi(installed: tuple[Path, str]) -> None:
     assert run.index("systemctl daemon-reload") < run.index("systemctl enable fmfb.service")
 
 
+def test_no_gpio_buttons_is_remembered(tmp_path: Path) -> None:
+    install(tmp_path, "--gateway-id", GW, "--gpio-button", "-", "--yes", "--feeder-host", "pi")
+    config = (tmp_path / "etc/fmfb/config.toml").read_text(encoding="utf-8")
+    assert parse_config(tomllib.loads(config)).buttons.gpio == []
+    install(tmp_path, "--yes", "--reconfigure", "--feeder-host", "pi")
+    config = (tmp_path / "etc/fmfb/config.toml").read_text(encoding="utf-8")
+    assert parse_config(tomllib.loads(config)).buttons.gpio == []
+
+
 def test_lgpio_on_a_pi(tmp_path: Path) -> None:
     install(tmp_path, "--gateway-id", GW, "--gpio", "lgpio", "--yes", "--feeder-host", "pi")
     run = commands(tmp_path)
