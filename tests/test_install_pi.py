@@ -247,6 +247,13 @@ def test_a_rerun_upgrades_and_keeps_passwords_config_and_answers(
     assert manifest(root) == EXPECTED
     assert any("--force-reinstall --no-deps" in c for c in commands(root))
 
+    # Without the answers file (an older install), the gateway id comes from the config.
+    (root / "etc/fmfb/install-answers").unlink()
+    install(root, "--yes", "--feeder-host", "192.168.1.20")
+    # Same gateway id, so the same users and passwords (no new fmfb-<host>-* files).
+    assert {p.name: p.read_bytes() for p in creds.iterdir()} == before
+    assert f"gateway_id={GW}" in (root / "etc/fmfb/install-answers").read_text(encoding="utf-8")
+
     # --reconfigure writes the config again and keeps the old one beside it.
     install(root, "--yes", "--reconfigure", "--gpio-button", "hall=27", "--feeder-host", "x")
     text = (root / "etc/fmfb/config.toml").read_text(encoding="utf-8")
