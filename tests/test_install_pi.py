@@ -239,8 +239,8 @@ def test_a_rerun_upgrades_and_keeps_passwords_config_and_answers(
     creds = root / "etc/fmfb/mqtt"
     before = {p.name: p.read_bytes() for p in creds.iterdir()}
     config = (root / "etc/fmfb/config.toml").read_bytes()
-    # No flags at all: the remembered answers (gateway id, buttons) are used.
-    out = install(root, "--yes", "--feeder-host", "192.168.1.20")
+    # No flags at all: the remembered answers (gateway id, buttons, the Pi's address) are used.
+    out = install(root, "--yes")
     assert {p.name: p.read_bytes() for p in creds.iterdir()} == before
     assert (root / "etc/fmfb/config.toml").read_bytes() == config
     assert "kept /etc/fmfb/config.toml" in out
