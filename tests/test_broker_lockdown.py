@@ -364,6 +364,11 @@ def test_control_on_an_open_broker_the_same_trick_takes_the_session() -> None:
 # --- the gateway and the feeder, end to end, with their own credentials ----------------------
 
 
+def sinks(daemon: Any) -> list[dict[str, Any]]:
+    sink_status: list[dict[str, Any]] = daemon.status()["sinks"]
+    return sink_status
+
+
 async def test_gateway_and_feeder_simulator_work_end_to_end(
     locked: LockedDownMosquitto, tmp_path: Path
 ) -> None:
@@ -413,8 +418,11 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
             task = asyncio.create_task(buttons.run())
             try:
                 await until(lambda: buttons.link.connected, TIMEOUT, "the buttons link")
-                feeder_sink = daemon.sinks[0]
-                await until(lambda: feeder_sink.status().connected, TIMEOUT, "the feeder link")
+                await until(
+                    lambda: any(s["name"] == "feeder" and s["connected"] for s in sinks(daemon)),
+                    TIMEOUT,
+                    "the feeder link",
+                )
                 # The feeder's availability (its retained "online") reached the gateway.
                 await until(
                     lambda: journaled(daemon, EventType.FEEDER_ONLINE), TIMEOUT, "FeederOnline"
