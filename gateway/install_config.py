@@ -5,7 +5,7 @@ with the gateway's own config model before it is written, so an install never le
 config that ``fmfb run`` would refuse.
 
 The broker user in ``[broker]`` is the gateway's feeder link (``fmfb-<gateway_id>-feeder``):
-with the locked-down broker (gateway/broker_setup.py) the client id is the user name, so each
+with the locked-down broker (gateway/broker_plan.py) the client id is the user name, so each
 of the gateway's connections needs a user of its own, and the config holds one broker user
 today. MQTT buttons would open the second connection with that same user and the two would
 take each other's session, so they are written commented out, with their own user's
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gateway.broker_setup import MqttButton, gateway_buttons_user, gateway_feeder_user
+from gateway.broker_plan import MqttButton, gateway_buttons_user, gateway_feeder_user
 from gateway.config import parse_config
 from gateway.errors import ConfigError, GatewayError
 

@@ -1,5 +1,6 @@
-"""The locked-down broker, for real: Mosquitto started with what gateway/broker_setup.py writes,
-probed with the real ``mosquitto_pub``/``mosquitto_sub`` and the generated credentials.
+"""The locked-down broker, for real: Mosquitto started with what gateway/broker_setup.py writes
+(the design is in gateway/broker_plan.py), probed with the real ``mosquitto_pub`` /
+``mosquitto_sub`` and the generated credentials.
 
 A denied publish is silent (the publisher still gets its PUBACK and exits 0), so every denial
 is proved the same way: an authorised subscriber is listening, the forged message is sent, then
@@ -32,15 +33,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tls_certs import make_pki
 from waiting import wait_for
 
-from gateway.broker_setup import (
+from gateway.broker_plan import (
     BrokerFiles,
     BrokerPlan,
     MqttButton,
     TlsListener,
     gateway_buttons_user,
     gateway_feeder_user,
-    write_broker_files,
 )
+from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
 from gateway.events import EventType
 from gateway.feeder_sim import FeederSim

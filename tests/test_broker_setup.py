@@ -1,5 +1,5 @@
-"""gateway/broker_setup.py without a broker: who may do what, the files' text, validation, and
-the file writer's modes and idempotency (a re-run keeps every password)."""
+"""gateway/broker_plan.py and broker_setup.py without a broker: who may do what, the files'
+text, validation, and the file writer's modes and idempotency (a re-run keeps every password)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker_setup import (
+from gateway.broker_plan import (
     DEBIAN_MAIN_CONF,
     BrokerFiles,
     BrokerPlan,
@@ -19,11 +19,10 @@ from gateway.broker_setup import (
     TlsListener,
     acl_text,
     firmware_config,
-    main,
     main_conf_problem,
     mosquitto_conf_text,
-    write_broker_files,
 )
+from gateway.broker_setup import main, write_broker_files
 from gateway.errors import BrokerSetupError, GatewayError
 
 ROOT = Path(__file__).resolve().parent.parent
