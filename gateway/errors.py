@@ -10,8 +10,9 @@
     │   └── JournalWriteError (OSError)   an append could not be made durable (disk full, I/O)
     ├── ChainError                        `verify` found a bad row; names its seq
     ├── ControlError                      the CLI could not talk to the running daemon
-    └── CloudError                        a cloud sink could not reach or use AWS
-        └── CredentialsError              no usable AWS credentials (none, expired, refused)
+    ├── CloudError                        a cloud sink could not reach or use AWS
+    │   └── CredentialsError              no usable AWS credentials (none, expired, refused)
+    └── BrokerSetupError                  the local broker's lock-down could not be written
 
 Errors from sqlite3, paho/aiomqtt and pydantic are translated at the boundary with
 ``raise ... from e`` so that a person sees what they need (the key, the seq, the topic), and the
@@ -81,3 +82,8 @@ class CloudError(GatewayError):
 
 class CredentialsError(CloudError):
     """No usable AWS credentials: none configured, the provider refused, or they expired."""
+
+
+class BrokerSetupError(GatewayError):
+    """The local broker's lock-down (users, passwords, ACLs) could not be planned or written:
+    a name that cannot be a broker user or topic, or ``mosquitto_passwd`` missing or failing."""
