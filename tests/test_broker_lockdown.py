@@ -26,11 +26,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from inprocess import journaled, running
-from mosquitto import Mosquitto, free_port
+from inprocess import journaled
 from mqtt_probe import until
 from paho.mqtt.enums import CallbackAPIVersion
-from tls_certs import make_pki
 from waiting import wait_for
 
 from gateway.broker_plan import (
@@ -43,6 +41,9 @@ from gateway.broker_plan import (
 )
 from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
+from gateway.devstack.daemon import running
+from gateway.devstack.mosquitto import Mosquitto, free_port
+from gateway.devstack.pki import make_pki
 from gateway.events import EventType
 from gateway.feeder_sim import FeederSim
 from gateway.inputs.mqtt_buttons import MqttButtons
@@ -365,11 +366,6 @@ def test_control_on_an_open_broker_the_same_trick_takes_the_session() -> None:
 # --- the gateway and the feeder, end to end, with their own credentials ----------------------
 
 
-def sinks(daemon: Any) -> list[dict[str, Any]]:
-    sink_status: list[dict[str, Any]] = daemon.status()["sinks"]
-    return sink_status
-
-
 async def test_gateway_and_feeder_simulator_work_end_to_end(
     locked: LockedDownMosquitto, tmp_path: Path
 ) -> None:
@@ -420,7 +416,7 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
             try:
                 await until(lambda: buttons.link.connected, TIMEOUT, "the buttons link")
                 await until(
-                    lambda: any(s["name"] == "feeder" and s["connected"] for s in sinks(daemon)),
+                    lambda: (feeder := daemon.status().sink("feeder")) and feeder.connected,
                     TIMEOUT,
                     "the feeder link",
                 )
@@ -435,7 +431,7 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
                 dispensed = await until(
                     lambda: journaled(daemon, EventType.FEED_DISPENSED), TIMEOUT, "the dispense"
                 )
-                assert buttons.clicks == 1
+                assert buttons.received == 1
                 assert [run.bowls for run in sim.runs] == [("left",)]
                 assert dispensed[0].payload.to_dict()["bowls"] == ["left"]
             finally:

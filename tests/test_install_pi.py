@@ -301,7 +301,7 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path) -> None
 
 
 def test_a_tls_listener_with_copies_the_broker_can_read(tmp_path: Path) -> None:
-    from tls_certs import make_pki  # noqa: PLC0415 - only this test needs cryptography
+    from gateway.devstack.pki import make_pki  # noqa: PLC0415 - only this test needs cryptography
 
     pki = make_pki(tmp_path / "pki")
     root = tmp_path / "root"
