@@ -42,10 +42,10 @@ from gateway.broker_plan import (
 from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
 from gateway.devstack.daemon import running
+from gateway.devstack.feeder_sim import FeederSim
 from gateway.devstack.mosquitto import Mosquitto, free_port
 from gateway.devstack.pki import make_pki
 from gateway.events import EventType
-from gateway.feeder_sim import FeederSim
 from gateway.inputs.mqtt_buttons import MqttButtons
 
 TIMEOUT = 10.0
