@@ -355,3 +355,7 @@ main.add_command(project)
 from gateway.commands.replay import replay  # noqa: E402
 
 main.add_command(replay)
+
+from gateway.commands.from_terraform import from_terraform  # noqa: E402
+
+config_group.add_command(from_terraform)

@@ -23,7 +23,7 @@ EventBridge invokes ``handler(event, context)`` with one event envelope (``id``,
   events away from this function by default; refusing them here too means a miswired rule
   cannot feed a cat.
 - Anything else, and a request without bowls or with an unknown bowl, is refused with
-  :class:`RefusedRequest` naming what was wrong: nothing is published, the invocation fails,
+  :class:`RefusedRequestError` naming what was wrong: nothing is published, the invocation fails,
   and after Lambda's retries the event lands in the dead-letter queue for a person to see.
 
 Nothing beyond the runtime's standard library and boto3. ``test-event.json`` beside this file
@@ -48,7 +48,7 @@ MAX_PORTION_MS = 120_000
 _client: Any = None
 
 
-class RefusedRequest(ValueError):
+class RefusedRequestError(ValueError):
     """The event is not a feed request this function may turn into a command."""
 
 
@@ -99,33 +99,33 @@ def command_for(
 ) -> dict[str, Any] | None:
     """The command message for ``event`` (pure); None for an event to skip."""
     if not isinstance(event, dict):
-        raise RefusedRequest("the event is not a JSON object")
+        raise RefusedRequestError("the event is not a JSON object")
     source = event.get("source")
     detail = event.get("detail")
     if not isinstance(detail, dict):
-        raise RefusedRequest("the event has no detail object")
+        raise RefusedRequestError("the event has no detail object")
     if source == feed_request_source:
         if event.get("detail-type") != FEED_REQUEST:
-            raise RefusedRequest(
+            raise RefusedRequestError(
                 f"detail-type {event.get('detail-type')!r} from {source}: only {FEED_REQUEST!r}"
             )
         return _feed_command(event, detail, expiry_s)
     if source == event_source:
         if not publish_every_press:
             # The echo the gateway would otherwise have to recognise: never by default.
-            raise RefusedRequest(
+            raise RefusedRequestError(
                 f"an event of the gateways' own source {source!r}: a gateway's press is never "
                 "sent back as a command (publish_every_press is off)"
             )
         return _published_action(event, detail)
-    raise RefusedRequest(f"source {source!r} is neither feed requests nor the gateways")
+    raise RefusedRequestError(f"source {source!r} is neither feed requests nor the gateways")
 
 
 def _feed_command(event: dict[str, Any], detail: dict[str, Any], expiry_s: int) -> dict[str, Any]:
     bowls = _bowls(detail)
     request_id = detail.get("request_id", event.get("id"))
     if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID_CHARS:
-        raise RefusedRequest(f"request_id must be 1..{MAX_REQUEST_ID_CHARS} characters")
+        raise RefusedRequestError(f"request_id must be 1..{MAX_REQUEST_ID_CHARS} characters")
     requested_ms = _time_ms(event)
     message: dict[str, Any] = {
         "event": CLICK_FOR_BOWLS[bowls],
@@ -137,22 +137,22 @@ def _feed_command(event: dict[str, Any], detail: dict[str, Any], expiry_s: int) 
     if "portion_ms" in detail:
         portion = detail["portion_ms"]
         if type(portion) is not int or not 0 < portion <= MAX_PORTION_MS:
-            raise RefusedRequest(f"portion_ms must be a whole number 1..{MAX_PORTION_MS}")
+            raise RefusedRequestError(f"portion_ms must be a whole number 1..{MAX_PORTION_MS}")
         message["portion_ms"] = portion
     return message
 
 
 def _bowls(detail: dict[str, Any]) -> tuple[str, ...]:
     if "bowls" not in detail:
-        raise RefusedRequest('missing "bowls": say which bowls to feed, e.g. ["left"]')
+        raise RefusedRequestError('missing "bowls": say which bowls to feed, e.g. ["left"]')
     bowls = detail["bowls"]
     if not isinstance(bowls, list) or not bowls:
-        raise RefusedRequest('"bowls" must be a non-empty list, e.g. ["left", "right"]')
+        raise RefusedRequestError('"bowls" must be a non-empty list, e.g. ["left", "right"]')
     for bowl in bowls:
         if bowl not in BOWLS:
-            raise RefusedRequest(f"unknown bowl {bowl!r}: the bowls are {', '.join(BOWLS)}")
+            raise RefusedRequestError(f"unknown bowl {bowl!r}: the bowls are {', '.join(BOWLS)}")
     if len(set(bowls)) != len(bowls):
-        raise RefusedRequest(f'"bowls" names a bowl twice: {bowls}')
+        raise RefusedRequestError(f'"bowls" names a bowl twice: {bowls}')
     return tuple(sorted(bowls, key=BOWLS.index))
 
 
@@ -161,10 +161,10 @@ def _published_action(event: dict[str, Any], detail: dict[str, Any]) -> dict[str
     if click is None:
         return None
     if click not in CLICK_TYPES:
-        raise RefusedRequest(f"click-type {click!r}: one of {', '.join(sorted(CLICK_TYPES))}")
+        raise RefusedRequestError(f"click-type {click!r}: one of {', '.join(sorted(CLICK_TYPES))}")
     time = event.get("time")
     if not isinstance(time, str):
-        raise RefusedRequest("the event has no time")
+        raise RefusedRequestError("the event has no time")
     # Exactly the published Lambda's message: no id, the event's own (whole-second) time.
     return {"event": click, "reportedTime": time}
 
@@ -172,13 +172,13 @@ def _published_action(event: dict[str, Any], detail: dict[str, Any]) -> dict[str
 def _time_ms(event: dict[str, Any]) -> int:
     text = event.get("time")
     if not isinstance(text, str):
-        raise RefusedRequest("the event has no time")
+        raise RefusedRequestError("the event has no time")
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise RefusedRequest(f"time {text!r} is not RFC 3339") from None
+        raise RefusedRequestError(f"time {text!r} is not RFC 3339") from None
     if when.tzinfo is None:
-        raise RefusedRequest(f"time {text!r} has no zone")
+        raise RefusedRequestError(f"time {text!r} has no zone")
     return int(when.timestamp() * 1000)
 
 

@@ -3,6 +3,10 @@
 # bus, with the gateways' source. So no long-lived AWS keys live on the Pi, and a gateway cannot
 # put a remote feed request (another source) on the bus.
 
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
 data "aws_iam_policy_document" "assume" {
   statement {
     actions = ["sts:AssumeRole"]

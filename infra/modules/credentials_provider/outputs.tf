@@ -5,7 +5,8 @@ output "role_alias_name" {
 
 output "role_alias_arn" {
   description = "The role alias's ARN (the gateways' IoT policy allows it)."
-  value       = aws_iot_role_alias.gateway.arn
+  # Spelt out, not read from the alias: known at plan time, so the IoT policy is too.
+  value = "arn:${data.aws_partition.current.partition}:iot:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:rolealias/${aws_iot_role_alias.gateway.alias}"
 }
 
 output "role_arn" {

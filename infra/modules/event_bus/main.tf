@@ -33,6 +33,9 @@ resource "aws_cloudwatch_event_rule" "feeds" {
 # apply step: the provider waits ~25 s for an SQS queue's attributes to settle, per call), so
 # its own ARN is spelt out rather than referenced.
 locals {
+  # ARNs spelt out rather than read from the resources: known at plan time, so `terraform
+  # plan` (and its tests) show every policy document whole.
+  bus_arn           = "arn:${data.aws_partition.current.partition}:events:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:event-bus/${var.bus_name}"
   dead_letters_name = "${var.name_prefix}-dead-letters"
   dead_letters_arn  = "arn:${data.aws_partition.current.partition}:sqs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:${local.dead_letters_name}"
 }

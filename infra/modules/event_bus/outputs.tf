@@ -5,7 +5,7 @@ output "bus_name" {
 
 output "bus_arn" {
   description = "The bus's ARN."
-  value       = aws_cloudwatch_event_bus.this.arn
+  value       = local.bus_arn
 }
 
 output "archive_name" {
@@ -25,7 +25,7 @@ output "history_log_group" {
 
 output "dead_letter_queue_arn" {
   description = "The dead-letter queue's ARN."
-  value       = aws_sqs_queue.dead_letters.arn
+  value       = local.dead_letters_arn
 }
 
 output "dead_letter_queue_url" {
