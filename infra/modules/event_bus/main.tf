@@ -109,8 +109,8 @@ resource "aws_cloudwatch_event_target" "history" {
   }
 
   dead_letter_config {
-    arn = aws_sqs_queue.dead_letters.arn
+    arn = local.dead_letters_arn
   }
 
-  depends_on = [aws_cloudwatch_log_resource_policy.history]
+  depends_on = [aws_cloudwatch_log_resource_policy.history, aws_sqs_queue.dead_letters]
 }

@@ -26,6 +26,8 @@ output "history_log_group" {
 output "dead_letter_queue_arn" {
   description = "The dead-letter queue's ARN."
   value       = local.dead_letters_arn
+  # Known at plan time (spelt out), yet nothing that names it is made before the queue exists.
+  depends_on = [aws_sqs_queue.dead_letters]
 }
 
 output "dead_letter_queue_url" {

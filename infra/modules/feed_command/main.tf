@@ -62,7 +62,7 @@ data "aws_iam_policy_document" "lambda" {
   statement {
     sid       = "WriteItsLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${local.arn_prefix}:logs:${local.region}:${local.account}:log-group:${aws_cloudwatch_log_group.lambda.name}:log-stream:*"]
+    resources = ["${local.arn_prefix}:logs:${local.region}:${local.account}:log-group:/aws/lambda/${local.function_name}:log-stream:*"]
   }
 
   statement {
