@@ -52,6 +52,7 @@ from terraform_fixture import (
     targets_moto_can_apply,
     write_tfvars,
 )
+from test_from_terraform import table_of
 from test_iot_core_sink import Cloud, tls_of
 from tls_certs import Pki, make_pki
 from waiting import wait_for
@@ -423,13 +424,16 @@ def test_end_to_end_a_press_reaches_the_bus_and_a_remote_request_feeds_once(  # 
     tmp_path: Path,
     terraform_infra: Terraform,
 ) -> None:
-    cloud = render_config(deployment, moto, pki, tmp_path)["cloud"]
+    rendered = render_config(deployment, moto, pki, tmp_path)
     outputs = deployment.outputs
-    assert cloud["eventbridge"] == {"bus": BUS, "source": SOURCE, "endpoint_url": moto.url}
-    assert cloud["iot_core"]["client_id"] == THING
-    assert cloud["iot_core"]["topic"] == f"feedmyfurbabies/{THING}/events"
-    assert cloud["credentials_provider"]["role_alias"] == outputs["role_alias"]
-    events_topic = cloud["iot_core"]["topic"]
+    eventbridge, iot_core, provider_section = (
+        table_of(rendered, name) for name in ("eventbridge", "iot_core", "credentials_provider")
+    )
+    assert eventbridge == {"bus": BUS, "source": SOURCE, "endpoint_url": moto.url}
+    assert iot_core["client_id"] == THING
+    assert iot_core["topic"] == f"feedmyfurbabies/{THING}/events"
+    assert provider_section["role_alias"] == outputs["role_alias"]
+    events_topic = iot_core["topic"]
 
     with (
         Mosquitto(tls=tls_of(pki)) as iot_broker,
@@ -446,13 +450,13 @@ def test_end_to_end_a_press_reaches_the_bus_and_a_remote_request_feeds_once(  # 
     ):
         # Only the addresses change: moto's endpoints are made up, the stand-ins are local and
         # trust the tests' CA (not moto's, which signed the certificate above).
-        cloud["iot_core"].update(
+        iot_core.update(
             endpoint="localhost",
             port=iot_broker.port,
             cert_file=str(pki.client_cert),
             metrics=False,
         )
-        cloud["credentials_provider"].update(
+        provider_section.update(
             endpoint="localhost", port=provider.port, cert_file=str(pki.client_cert)
         )
         with (
@@ -461,7 +465,7 @@ def test_end_to_end_a_press_reaches_the_bus_and_a_remote_request_feeds_once(  # 
                 workdir=tmp_path / "gw",
                 gateway_id=THING,
                 policy=HIGH_CAPS,
-                extra_config={"cloud": cloud},
+                extra_config=rendered,
             ) as daemon,
             Probe(broker.host, broker.port, subscribe=[COMMANDS]) as feeder,
         ):
