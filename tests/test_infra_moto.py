@@ -185,7 +185,8 @@ def assert_no_wildcards(document: dict[str, Any]) -> None:
             assert resource != "*", statement
             # A wildcard only inside a log-stream name or a rule name of this bus.
             assert "*" not in resource or re.search(
-                r"(log-stream:|rule/feedmyfurbabies/)\*$", resource
+                r"(log-stream:|rule/feedmyfurbabies/|log-group:/aws/events/feedmyfurbabies:)\*$",
+                resource,
             ), resource
 
 
@@ -278,6 +279,16 @@ def test_the_rules_keep_a_gateways_presses_away_from_the_feed_lambda(
     for target in targets:  # every target: a retry policy and a dead-letter queue
         assert target["retry_policy"][0]["maximum_retry_attempts"] >= 1
         assert target["dead_letter_config"][0]["arn"].endswith(":fmfb-dead-letters")
+    history = policy(
+        resources["module.event_bus.aws_cloudwatch_log_resource_policy.history"], "policy_document"
+    )
+    assert_no_wildcards(history)
+    [writes] = history["Statement"]
+    assert sorted(writes["Action"]) == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert writes["Resource"].endswith(":log-group:/aws/events/feedmyfurbabies:*")
+    assert writes["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": f"arn:aws:events:{REGION}:123456789012:rule/{BUS}/feeds"}
+    }
     dlq = policy(resources["module.event_bus.aws_sqs_queue.dead_letters"])
     assert_no_wildcards(dlq)
     [statement] = dlq["Statement"]

@@ -38,6 +38,9 @@ locals {
   bus_arn           = "arn:${data.aws_partition.current.partition}:events:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:event-bus/${var.bus_name}"
   dead_letters_name = "${var.name_prefix}-dead-letters"
   dead_letters_arn  = "arn:${data.aws_partition.current.partition}:sqs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:${local.dead_letters_name}"
+  history_name      = "/aws/events/${var.bus_name}"
+  history_arn       = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${local.history_name}"
+  feeds_rule_arn    = "arn:${data.aws_partition.current.partition}:events:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:rule/${var.bus_name}/feeds"
 }
 
 resource "aws_sqs_queue" "dead_letters" {
@@ -68,7 +71,7 @@ data "aws_iam_policy_document" "dead_letters" {
 
 resource "aws_cloudwatch_log_group" "history" {
   # EventBridge can write only to log groups whose name starts with /aws/events/.
-  name              = "/aws/events/${var.bus_name}"
+  name              = local.history_name
   retention_in_days = var.log_retention_days
   #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts at rest already; a customer-managed KMS key costs $1/month, more than everything else here at a home's event rate.
 }
@@ -77,7 +80,7 @@ data "aws_iam_policy_document" "history" {
   statement {
     sid       = "EventBridgeWritesTheHistory"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.history.arn}:*"]
+    resources = ["${local.history_arn}:*"]
 
     principals {
       type        = "Service"
@@ -87,7 +90,7 @@ data "aws_iam_policy_document" "history" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.feeds.arn]
+      values   = [local.feeds_rule_arn]
     }
   }
 }
