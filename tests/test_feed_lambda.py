@@ -176,3 +176,20 @@ def test_publish_every_press_is_the_published_id_less_action(
     # Exactly the published Lambda's message: what the gateway recognises as an echo.
     assert message == {"event": "DOUBLE", "reportedTime": "2026-12-01T07:00:01Z"}
     assert decode_remote_command(json.dumps(message).encode()).request_id is None
+
+
+def test_the_readmes_put_events_command_is_a_request_the_lambda_takes(published: Any) -> None:
+    """The README's paste-able `aws events put-events` asks for a feed this function makes."""
+    readme = (INFRA.parent / "README.md").read_text(encoding="utf-8")
+    entries_text = readme.split("aws events put-events --entries '", 1)[1].split("'", 1)[0]
+    [entry] = json.loads(entries_text)
+    assert entry["EventBusName"] == "feedmyfurbabies"
+    event = {
+        **TEST_EVENT,
+        "source": entry["Source"],
+        "detail-type": entry["DetailType"],
+        "detail": json.loads(entry["Detail"]),
+    }
+    feed_command.handler(event, None)
+    [(topic, message)] = published.messages()
+    assert (topic, message["bowls"], message["id"]) == (TOPIC, ["left"], TEST_EVENT["id"])

@@ -113,3 +113,26 @@ def test_the_lambda_package_is_reproducible(tmp_path: Path) -> None:
 
     with zipfile.ZipFile(tmp_path / "a" / "feed_command.zip") as archive:
         assert archive.namelist() == ["feed_command.py"]
+
+
+def test_the_readme_deploys_with_the_commands_the_tests_run() -> None:
+    """README, Deploy the cloud side: the commands tests/test_infra_moto.py runs (there with
+    AWS_ENDPOINT_URL at moto, and -target around what moto cannot apply)."""
+    readme = (INFRA.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Deploy the cloud side", 1)[1].split("\n## ", 1)[0]
+    commands = " ".join(section.replace("\\\n", " ").split())
+    for command in (
+        "python3 infra/lambdas/build.py",
+        "terraform -chdir=infra init",
+        "terraform -chdir=infra apply -var-file=home.tfvars",
+        "terraform -chdir=infra output -json | .venv/bin/fmfb config from-terraform --thing",
+        "terraform -chdir=infra destroy -var-file=home.tfvars",
+    ):
+        assert command in commands, command
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from gateway.cli import main  # noqa: PLC0415
+
+    usage = CliRunner().invoke(main, ["config", "from-terraform", "--help"]).output
+    for option in ("--thing", "--cert-file", "--key-file", "--write-cert", "--out"):
+        assert option in usage and option in section, option

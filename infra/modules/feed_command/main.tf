@@ -36,12 +36,6 @@ data "aws_iam_policy_document" "assume_lambda" {
       type        = "Service"
       identifiers = ["lambda.amazonaws.com"]
     }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account]
-    }
   }
 }
 
