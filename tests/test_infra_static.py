@@ -136,3 +136,15 @@ def test_the_readme_deploys_with_the_commands_the_tests_run() -> None:
     usage = CliRunner().invoke(main, ["config", "from-terraform", "--help"]).output
     for option in ("--thing", "--cert-file", "--key-file", "--write-cert", "--out"):
         assert option in usage and option in section, option
+
+
+def test_without_terraform_ci_fails_and_a_person_is_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    import terraform_fixture  # noqa: PLC0415
+
+    monkeypatch.setattr(terraform_fixture.shutil, "which", lambda _name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must have it"):
+        require_terraform()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not on PATH"):
+        require_terraform()
