@@ -38,6 +38,10 @@ JOURNAL_COMMANDS = {
 CONFIG_COMMANDS = {
     "check": Lazy(f"{_C}.config:config_check", "Validate the config file."),
     "show": Lazy(f"{_C}.config:config_show", "Print the effective configuration as JSON."),
+    "from-terraform": Lazy(
+        f"{_C}.from_terraform:from_terraform",
+        "Write the cloud sections from `terraform output -json`.",
+    ),
 }
 
 
