@@ -54,6 +54,10 @@ from test_from_terraform import table_of
 from test_iot_core_sink import Cloud, tls_of
 from waiting import wait_for
 
+from gateway.devstack.aws import AWS_TEST_ENV, REGION, MotoServer
+from gateway.devstack.mosquitto import Mosquitto
+from gateway.devstack.pki import Pki, make_pki
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 THING = "kitchen-pi"
@@ -84,9 +88,6 @@ EXPECTED_TYPES = {
     "aws_iot_policy_attachment": 1,
     "aws_iot_role_alias": 1,
 }
-from gateway.devstack.aws import AWS_TEST_ENV, REGION, MotoServer
-from gateway.devstack.mosquitto import Mosquitto
-from gateway.devstack.pki import Pki, make_pki
 
 
 @dataclass
