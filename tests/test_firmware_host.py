@@ -1,0 +1,291 @@
+"""firmware/main.py itself, on the host, against a real Mosquitto through a TCP fault proxy.
+
+The firmware runs as a subprocess (tests/firmware_host/run_firmware.py) with the real
+umqtt.simple source as frozen into MicroPython 1.23-1.24 (1.4.0) and 1.27 (1.7.0), and shims
+only for the hardware and the port: machine (pins log every change, the watchdog really
+resets), network, ntptime, time.ticks_*/sleep_ms, and MicroPython's socket API over real
+sockets. The device's clock runs SPEED times faster than real time (tests/firmware_host/
+vclock.py); the proxy stamps what the device sends with the same clock.
+
+Each fault asserts the promise: every request fed exactly once (counted on the motor pin and
+in the firmware's log), its acknowledgement delivered to the gateway's side of the broker,
+and no watchdog reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from mosquitto import Mosquitto
+from tcp_fault_proxy import TcpFaultProxy
+from waiting import wait_for
+
+HOST_DIR = Path(__file__).resolve().parent / "firmware_host"
+SPEED = 50  # device ms per real ms
+T0 = time.monotonic()
+KEEPALIVE_S = 60
+RUN_MS = 20_000
+LEFT_IN1 = 3
+VERSIONS = ["1.4.0", "1.7.0"]  # frozen in MicroPython 1.23-1.24 and 1.27
+
+
+def device_ms() -> float:
+    return (time.monotonic() - T0) * 1000 * SPEED
+
+
+class Firmware:
+    """firmware/main.py in its own process, ``flash`` its working directory."""
+
+    def __init__(self, flash: Path, umqtt: str, port: int, client_id: str) -> None:
+        self.flash = flash
+        self.umqtt = umqtt
+        config = {
+            "wifi": {"ssid": "test", "password": "test", "tx_power_dbm": 8.5},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "client_id": client_id,
+                "keepalive_s": KEEPALIVE_S,
+                "timeout_s": 10,
+            },
+            "motors": {"left": [LEFT_IN1, 4], "right": [6, 7]},
+            "feeding": {"cap_feeds": 100, "max_run_ms": RUN_MS},
+            "watchdog_ms": 30_000,
+        }
+        flash.mkdir(parents=True, exist_ok=True)
+        (flash / "config.json").write_text(json.dumps(config))
+        self.runs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        env = dict(os.environ, FMFB_UMQTT=self.umqtt, FMFB_SPEED=str(SPEED), FMFB_T0=repr(T0))
+        with (self.flash / "console.log").open("ab") as out:
+            self.runs.append(
+                subprocess.Popen(
+                    [sys.executable, "-u", str(HOST_DIR / "run_firmware.py")],
+                    cwd=self.flash,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.runs[-1]
+
+    def power_cut(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for run in self.runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait(timeout=10)
+
+    def console(self) -> str:
+        path = self.flash / "console.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def motor_starts(self, pin: int = LEFT_IN1) -> int:
+        """Rising edges on a motor pin: portions actually fed."""
+        starts = 0
+        path = self.flash / "pins.log"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            _t, number, value = line.split()
+            starts += int(number) == pin and value == "1"
+        return starts
+
+    def motor_on(self, pin: int = LEFT_IN1) -> bool:
+        state = False
+        path = self.flash / "pins.log"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            _t, number, value = line.split()
+            if int(number) == pin:
+                state = value == "1"
+        return state
+
+    def fed(self, request_id: str) -> int:
+        return self.console().count(f"[feeder] feeding {request_id} ")
+
+    def assert_healthy(self) -> None:
+        assert "WATCHDOG RESET" not in self.console(), self.console()
+        assert "Traceback" not in self.console(), self.console()
+        assert self.process.poll() is None, self.console()
+
+
+class Gateway:
+    """The gateway's side of the broker: publishes requests, collects acknowledgements."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.acks: dict[str, list[dict[str, object]]] = {}
+        self.online = 0
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe([("cat-feeder/dispensed", 1), ("cat-feeder/availability", 1)])
+        self.client.loop_start()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            if message.topic == "cat-feeder/availability":
+                self.online += message.payload == b"online"
+                return
+            ack = json.loads(message.payload)
+            self.acks.setdefault(str(ack["id"]), []).append(ack)
+
+    def request(self, request_id: str, portion_ms: int = RUN_MS) -> None:
+        payload = {
+            "event": "SINGLE",
+            "reportedTime": "2026-01-01T00:00:00.000Z",
+            "id": request_id,
+            "bowls": ["left"],
+            "portion_ms": portion_ms,
+            # An absolute time long past: the relative ttl_ms must win (no clock shared).
+            "expires_at_ms": 1,
+            "ttl_ms": 3_600_000,
+        }
+        self.client.publish("cat-feeder/action", json.dumps(payload), qos=1).wait_for_publish(5)
+
+    def acked(self, *ids: str) -> bool:
+        with self._lock:
+            return all(self.acks.get(i) for i in ids)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def rig(
+    broker: Mosquitto, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Firmware, TcpFaultProxy, Gateway]]:
+    umqtt = request.param
+    proxy = TcpFaultProxy(broker.port, clock=device_ms)
+    gateway = Gateway(broker)
+    firmware = Firmware(tmp_path / "flash", umqtt, proxy.port, f"feeder-{tmp_path.name}")
+    try:
+        yield firmware, proxy, gateway
+    finally:
+        firmware.stop()
+        gateway.close()
+        proxy.close()
+
+
+def start_online(firmware: Firmware, gateway: Gateway) -> None:
+    before = gateway.online
+    firmware.start()
+    wait_for(lambda: gateway.online > before, timeout=20, what=f"online\n{firmware.console()}")
+
+
+def served_once(firmware: Firmware, gateway: Gateway, *ids: str) -> None:
+    wait_for(lambda: gateway.acked(*ids), timeout=30, what=f"acks of {ids}")
+    for request_id in ids:
+        assert firmware.fed(request_id) == 1, firmware.console()
+        statuses = {ack["status"] for ack in gateway.acks[request_id]}
+        assert statuses == {"served"}, gateway.acks[request_id]
+    assert firmware.motor_starts() == len(ids), firmware.console()
+
+
+@pytest.mark.parametrize("rig", VERSIONS, indirect=True)
+def test_broker_stops_answering_mid_publish(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
+    firmware, proxy, gateway = rig
+    start_online(firmware, gateway)
+    proxy.stall_on(b"cat-feeder/dispensed")  # the PUBACK of the first ack never comes
+    gateway.request("r1", portion_ms=2000)
+    wait_for(lambda: proxy.accepted >= 2, timeout=20, what="a reconnect after the stall")
+    gateway.request("r2", portion_ms=2000)
+    served_once(firmware, gateway, "r1", "r2")
+    assert "MQTT: publish:" in firmware.console(), firmware.console()
+    firmware.assert_healthy()
+
+
+@pytest.mark.parametrize("rig", VERSIONS, indirect=True)
+def test_half_open_link(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
+    firmware, proxy, gateway = rig
+    start_online(firmware, gateway)
+    proxy.half_open()
+    cut_at = device_ms()
+    gateway.request("r1", portion_ms=2000)  # lost in the dead connection, then redelivered
+    wait_for(lambda: proxy.accepted >= 2, timeout=20, what="a reconnect after the half-open")
+    noticed_after = device_ms() - cut_at
+    served_once(firmware, gateway, "r1")
+    assert "1.5 x keepalive" in firmware.console(), firmware.console()
+    # Found dead by the missing PINGRESP: within 1.5 x keepalive plus one ping interval.
+    assert noticed_after <= KEEPALIVE_S * 1000 * 2.5, noticed_after
+    firmware.assert_healthy()
+
+
+@pytest.mark.parametrize("rig", VERSIONS, indirect=True)
+def test_burst_of_ten_after_an_outage(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
+    firmware, proxy, gateway = rig
+    start_online(firmware, gateway)  # the persistent session and its subscription exist
+    proxy.refuse()
+    ids = [f"b{i}" for i in range(10)]
+    for request_id in ids:
+        gateway.request(request_id)
+    connections = proxy.accepted
+    proxy.accept()
+    wait_for(lambda: proxy.accepted > connections, timeout=20, what="the reconnect")
+    burst_from = proxy.accepted
+    wait_for(lambda: gateway.acked(*ids), timeout=60, what="ten acks")
+    served_once(firmware, gateway, *ids)
+    # 10 x 20 s of motors on one connection, never silent for a keepalive.
+    assert proxy.accepted == burst_from, "the link was dropped during the burst"
+    stamps = [t for t, number, _ in proxy.device_sends if number == burst_from]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert stamps[-1] - stamps[0] >= 10 * RUN_MS * 0.9
+    assert max(gaps) < KEEPALIVE_S * 1000, max(gaps)
+    firmware.assert_healthy()
+
+
+@pytest.mark.parametrize("rig", VERSIONS, indirect=True)
+def test_power_cut_mid_feed(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
+    firmware, _proxy, gateway = rig
+    start_online(firmware, gateway)
+    gateway.request("p1")
+    gateway.request("p2", portion_ms=2000)
+    wait_for(firmware.motor_on, timeout=20, what="the first portion under way")
+    firmware.power_cut()
+    firmware.start()  # from the flash files
+    wait_for(lambda: gateway.acked("p1", "p2"), timeout=30, what="both acks after the cut")
+    assert [a["reason"] for a in gateway.acks["p1"]] == ["interrupted"], gateway.acks
+    assert [a["status"] for a in gateway.acks["p2"]] == ["served"], gateway.acks
+    assert firmware.fed("p1") == 1, firmware.console()
+    assert firmware.fed("p2") == 1, firmware.console()
+    assert firmware.motor_starts() == 2, firmware.console()
+    firmware.assert_healthy()
+
+
+@pytest.mark.parametrize("umqtt", VERSIONS)
+def test_70000_publishes_on_one_connection(broker: Mosquitto, tmp_path: Path, umqtt: str) -> None:
+    """QoS 1, each waiting for its own PUBACK, on one connection: the packet id wraps."""
+    config = {"mqtt": {"host": broker.host, "port": broker.port, "client_id": "bench"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = dict(os.environ, FMFB_UMQTT=umqtt, FMFB_SPEED="1", FMFB_T0=repr(T0))
+    result = subprocess.run(
+        [sys.executable, "-u", str(HOST_DIR / "run_firmware.py"), "publish", "70000"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # 65,535 ids, then wrapped to 1 again: 70,000 - 65,535 = 4,465.
+    assert "published 70000 last pid 4465" in result.stdout, result.stdout
+    with contextlib.suppress(FileNotFoundError):
+        assert "Traceback" not in result.stderr
