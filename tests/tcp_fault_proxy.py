@@ -42,9 +42,7 @@ class _Connection:
 
 
 class TcpFaultProxy:
-    def __init__(
-        self, upstream_port: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, upstream_port: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
         self.clock = clock
         self._listener = socket.socket()

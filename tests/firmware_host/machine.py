@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 
 import vclock
 
 WATCHDOG_EXIT = 86
-_pins_log = open("pins.log", "a", buffering=1)  # noqa: SIM115 - for the process's lifetime
+_pins_log = Path("pins.log").open("a", buffering=1)  # noqa: SIM115 - for the process's lifetime
 _lock = threading.Lock()
 
 
@@ -73,7 +74,7 @@ class RTC:
 class WDT:
     _instance: WDT | None = None
 
-    def __new__(cls, timeout: int = 5000) -> WDT:  # noqa: PYI034
+    def __new__(cls, timeout: int = 5000) -> WDT:
         # The ESP32 reconfigures its one task watchdog on each construction.
         if cls._instance is None:
             cls._instance = super().__new__(cls)

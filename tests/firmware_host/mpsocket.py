@@ -20,12 +20,14 @@ SOCK_STREAM = _socket.SOCK_STREAM
 IPPROTO_TCP = _socket.IPPROTO_TCP
 
 
-def getaddrinfo(host: str, port: int, af: int = 0, type: int = 0, proto: int = 0, flags: int = 0):  # noqa: A002
+def getaddrinfo(  # noqa: PLR0917 - MicroPython's signature
+    host: str, port: int, af: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> list:
     return _socket.getaddrinfo(host, port, AF_INET, SOCK_STREAM)
 
 
 class socket:  # noqa: N801 - MicroPython's name
-    def __init__(self, af: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> None:  # noqa: A002
+    def __init__(self, af: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> None:
         self._sock = _socket.socket(af, type, proto)
         self._sock.setsockopt(IPPROTO_TCP, _socket.TCP_NODELAY, 1)
 

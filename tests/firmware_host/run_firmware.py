@@ -16,11 +16,12 @@ import os
 import runpy
 import struct
 import sys
+from pathlib import Path
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIRMWARE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware")
+HERE = Path(__file__).resolve().parent
+FIRMWARE = HERE.parent.parent / "firmware"
 
-sys.path[:0] = [HERE, os.path.join(HERE, "umqtt-" + os.environ["FMFB_UMQTT"]), FIRMWARE]
+sys.path[:0] = [str(HERE), str(HERE / ("umqtt-" + os.environ["FMFB_UMQTT"])), str(FIRMWARE)]
 
 import mpsocket  # noqa: E402
 import vclock  # noqa: E402
@@ -50,4 +51,4 @@ def publish_many(n: int, seed: int) -> None:
 if len(sys.argv) > 1 and sys.argv[1] == "publish":
     publish_many(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
 else:
-    runpy.run_path(os.path.join(FIRMWARE, "main.py"), run_name="__main__")
+    runpy.run_path(str(FIRMWARE / "main.py"), run_name="__main__")
