@@ -71,7 +71,8 @@ def pins_low_at_boot() -> dict | None:
 
 BOOT_CONFIG = pins_low_at_boot()
 
-import os  # noqa: E402 - after the pins are low
+import errno  # noqa: E402 - after the pins are low
+import os  # noqa: E402
 import time  # noqa: E402
 
 import feeder_logic  # noqa: E402
@@ -81,7 +82,6 @@ import umqtt.simple  # noqa: E402
 from umqtt.simple import MQTTClient  # noqa: E402
 
 MEMORY_FILE = "feeder_memory.json"
-ETIMEDOUT = 110  # MicroPython's errno.ETIMEDOUT
 
 # The ESP32 port counts time from 2000-01-01 in older releases and from 1970 in newer ones.
 _EPOCH_OFFSET_S = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -287,7 +287,7 @@ class TimedSocket:
     def _check(self) -> None:
         deadline = self.deadline
         if deadline is not None and time.ticks_diff(time.ticks_ms(), deadline) >= 0:  # type: ignore[call-overload]
-            raise OSError(ETIMEDOUT)
+            raise OSError(errno.ETIMEDOUT)
 
     def read(self, n: int) -> bytes | None:
         self._check()
@@ -363,8 +363,11 @@ class Link:
     the link is closed and a new one must be opened.
     """
 
-    def __init__(self, client: MQTTClient, keepalive_s: int, timeout_s: int) -> None:
+    def __init__(
+        self, client: MQTTClient, keepalive_s: int, timeout_s: int, feed: object = None
+    ) -> None:
         self.client = client
+        self.feed = feed  # the watchdog's feed(): before each operation, each <= timeout_s
         self.keepalive_ms = keepalive_s * 1000
         self.op_ms = timeout_s * 1000
         self.sock = TimedSocket(client.sock, timeout_s)
@@ -373,19 +376,23 @@ class Link:
 
     @staticmethod
     def open(
-        client: MQTTClient, keepalive_s: int, timeout_s: int, will_topic: str
+        client: MQTTClient, keepalive_s: int, timeout_s: int, will_topic: str, feed: object = None
     ) -> "tuple[Link, bool]":
+        """Connect (clean_session=False, will "offline" retained): TCP connect, CONNECT and
+        CONNACK each time out after timeout_s (the sockets come from :class:`_SocketModule`)."""
         client.set_last_will(will_topic, b"offline", retain=True, qos=1)
         try:
             session_present = bool(client.connect(clean_session=False))
         except Exception as e:
             _close(client.sock)
             raise LinkDead("connect: " + repr(e)) from e
-        return Link(client, keepalive_s, timeout_s), session_present
+        return Link(client, keepalive_s, timeout_s, feed), session_present
 
     def _call(self, what: str, fn: object, *args: object) -> object:
         if self.client.pid >= 65535:  # umqtt.simple never wraps it (micropython-lib #94)
             self.client.pid = 0
+        if callable(self.feed):
+            self.feed()
         self.sock.deadline = time.ticks_add(time.ticks_ms(), self.op_ms)
         try:
             return fn(*args)  # type: ignore[operator]
@@ -586,7 +593,7 @@ class App:
         client.set_callback(self.on_message)
         self.wdt.feed()
         link, session_present = Link.open(
-            client, self.keepalive_s, self.timeout_s, self.topics["availability"]
+            client, self.keepalive_s, self.timeout_s, self.topics["availability"], self.wdt.feed
         )
         log("MQTT connected, session present:", session_present)
         # A callback during these (queued requests arrive right after CONNACK) may save.

@@ -39,6 +39,7 @@ KEEPALIVE_S = 60
 RUN_MS = 20_000
 LEFT_IN1 = 3
 VERSIONS = ["1.4.0", "1.7.0"]  # frozen in MicroPython 1.23-1.24 and 1.27
+OLD = "1.3.4"  # frozen in MicroPython 1.22: plain MQTT only (it cannot verify TLS)
 
 
 def device_ms() -> float:
@@ -48,7 +49,9 @@ def device_ms() -> float:
 class Firmware:
     """firmware/main.py in its own process, ``flash`` its working directory."""
 
-    def __init__(self, flash: Path, umqtt: str, port: int, client_id: str) -> None:
+    def __init__(
+        self, flash: Path, umqtt: str, port: int, client_id: str, mqtt: dict | None = None
+    ) -> None:
         self.flash = flash
         self.umqtt = umqtt
         config = {
@@ -59,6 +62,7 @@ class Firmware:
                 "client_id": client_id,
                 "keepalive_s": KEEPALIVE_S,
                 "timeout_s": 10,
+                **(mqtt or {}),
             },
             "motors": {"left": [LEFT_IN1, 4], "right": [6, 7]},
             "feeding": {"cap_feeds": 100, "max_run_ms": RUN_MS},
@@ -200,7 +204,7 @@ def served_once(firmware: Firmware, gateway: Gateway, *ids: str) -> None:
     assert firmware.motor_starts() == len(ids), firmware.console()
 
 
-@pytest.mark.parametrize("rig", VERSIONS, indirect=True)
+@pytest.mark.parametrize("rig", [OLD, *VERSIONS], indirect=True)
 def test_broker_stops_answering_mid_publish(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
     firmware, proxy, gateway = rig
     start_online(firmware, gateway)
@@ -290,3 +294,94 @@ def test_70000_publishes_on_one_connection(broker: Mosquitto, tmp_path: Path, um
     assert "published 70000 last pid 4465" in result.stdout, result.stdout
     with contextlib.suppress(FileNotFoundError):
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("umqtt", "mqtt", "reason"),
+    [
+        (OLD, {"tls": True, "ca_file": "ca.pem"}, "ignores the SSL context"),
+        ("1.7.0", {"tls": True}, "mqtt.ca_file is not set"),
+    ],
+)
+def test_tls_refused_where_it_would_not_verify(
+    broker: Mosquitto, tmp_path: Path, umqtt: str, mqtt: dict, reason: str
+) -> None:
+    with TcpFaultProxy(broker.port) as proxy:
+        firmware = Firmware(tmp_path / "flash", umqtt, proxy.port, "feeder-tls", mqtt)
+        firmware.start()
+        try:
+            firmware.process.wait(timeout=20)
+        finally:
+            firmware.stop()
+        console = firmware.console()
+        assert firmware.process.returncode != 0, console
+        assert "[feeder] cannot start: TLS refused" in console, console
+        assert reason in console, console
+        assert proxy.accepted == 0, "it must not reach the broker at all"
+        assert firmware.motor_starts() == 0
+
+
+def run_exec(tmp_path: Path, code: str, umqtt: str = "1.7.0") -> str:
+    """``code`` in a firmware process (shims in place, main.py imported as ``firmware``)."""
+    config = {"motors": {"left": [5, 10], "right": [20, 21]}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    env = dict(os.environ, FMFB_UMQTT=umqtt, FMFB_SPEED="1", FMFB_T0=repr(T0))
+    result = subprocess.run(
+        [sys.executable, "-u", str(HOST_DIR / "run_firmware.py"), "exec", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_pins_are_driven_low_first_thing(tmp_path: Path) -> None:
+    run_exec(tmp_path, "pass")
+    first = [line.split()[1:] for line in (tmp_path / "pins.log").read_text().splitlines()[:4]]
+    assert sorted(first) == [["10", "0"], ["20", "0"], ["21", "0"], ["5", "0"]], first
+
+
+def test_ntp_answers_are_sanity_checked(tmp_path: Path) -> None:
+    code = """
+import ntptime
+clock = firmware.Clock("ntp.test", 3600000)
+# A zeroed NTP reply reads as 2036-02-07 (era 1): out of range, not believed.
+ntptime.time = lambda: 2085978496 - firmware._EPOCH_OFFSET_S
+clock.maybe_sync()
+assert not clock.synced
+assert not clock.check(0, 0)
+assert clock.check(1767225600, 0)  # 2026-01-01
+clock.synced = True
+# Once synced, a two-hour jump is believed only when three answers in a row say so.
+assert not clock.check(1767225600 + 7200, 1767225600)
+assert not clock.check(1767225600 + 7200, 1767225600)
+assert clock.check(1767225600 + 7200, 1767225600)
+print("checked")
+"""
+    assert "checked" in run_exec(tmp_path, code)
+
+
+def test_wifi_leaves_reconnecting_to_the_port(tmp_path: Path) -> None:
+    code = """
+import time, network
+wifi = firmware.WiFi({"ssid": "home", "password": "pw", "tx_power_dbm": 8.5})
+assert wifi.wlan.settings == {"txpower": 8.5, "reconnects": -1}, wifi.wlan.settings
+wifi.wlan.connected = False
+wifi.wlan.stat = network.STAT_IDLE
+assert not wifi.up() and wifi.wlan.connects == 1  # asked once ...
+for _ in range(50):  # ... and never while the port is CONNECTING (the C3 would raise)
+    assert not wifi.up()
+assert wifi.wlan.connects == 1
+wifi.wlan.stat = 201  # the port gave up (no AP found): ask again, after retry_s only
+assert not wifi.up() and wifi.wlan.connects == 1
+wifi.asked = time.ticks_add(time.ticks_ms(), -31000)
+assert not wifi.up() and wifi.wlan.connects == 2
+wifi.wlan.connected = True
+assert wifi.up()
+print("cooperates")
+"""
+    assert "cooperates" in run_exec(tmp_path, code)

@@ -11,10 +11,15 @@ STAT_GOT_IP = 1010
 
 
 class WLAN:
+    """``connected`` and ``stat`` are for a test to set; ``connect()`` while CONNECTING raises,
+    as on the ESP32-C3 ("Wifi Internal Error")."""
+
     def __init__(self, interface: int = STA_IF) -> None:
         self.settings: dict = {}
         self.connects = 0
         self._active = False
+        self.connected = True
+        self.stat = STAT_GOT_IP
 
     def active(self, value: bool | None = None) -> bool | None:
         if value is None:
@@ -27,13 +32,16 @@ class WLAN:
         print("[network] config", kwargs, flush=True)
 
     def connect(self, ssid: str, password: str) -> None:
+        if self.stat == STAT_CONNECTING:
+            raise OSError("Wifi Internal Error")
         self.connects += 1
+        self.stat = STAT_CONNECTING
 
     def isconnected(self) -> bool:
-        return True
+        return self.connected
 
     def status(self) -> int:
-        return STAT_GOT_IP
+        return self.stat
 
     def ifconfig(self) -> tuple:
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")

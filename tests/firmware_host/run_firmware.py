@@ -2,6 +2,7 @@
 
     FMFB_UMQTT=1.4.0 FMFB_SPEED=50 FMFB_T0=<monotonic> python run_firmware.py [main]
     ... python run_firmware.py publish N [SEED]   # N QoS 1 publishes on one Link
+    ... python run_firmware.py exec CODE          # CODE with ``firmware`` = main, imported
 
 Shims only for the hardware and the port: machine, network, ntptime (this folder),
 time.ticks_* and sleep_ms (vclock), and MicroPython's socket API over real sockets
@@ -48,7 +49,11 @@ def publish_many(n: int, seed: int) -> None:
     print("published", n, "last pid", client.pid, flush=True)
 
 
-if len(sys.argv) > 1 and sys.argv[1] == "publish":
+if len(sys.argv) > 1 and sys.argv[1] == "exec":
+    import main as firmware
+
+    exec(sys.argv[2], {"firmware": firmware})  # noqa: S102 - the test's own code
+elif len(sys.argv) > 1 and sys.argv[1] == "publish":
     publish_many(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
 else:
     runpy.run_path(str(FIRMWARE / "main.py"), run_name="__main__")
