@@ -38,7 +38,7 @@ import json
 import machine
 
 CONFIG_FILE = "config.json"
-DEFAULT_MOTORS = {"left": [3, 4], "right": [6, 7]}
+DEFAULT_MOTORS = {"left": [3, 5], "right": [6, 7]}  # config.example.json's
 
 
 def read_text(path: str) -> str | None:

@@ -136,6 +136,7 @@ class Gateway:
     def __init__(self, broker: Mosquitto) -> None:
         self.acks: dict[str, list[dict[str, object]]] = {}
         self.online = 0
+        self.offline = 0
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
         self.client.on_message = self._on_message
@@ -147,6 +148,7 @@ class Gateway:
         with self._lock:
             if message.topic == "cat-feeder/availability":
                 self.online += message.payload == b"online"
+                self.offline += message.payload == b"offline"
                 return
             ack = json.loads(message.payload)
             self.acks.setdefault(str(ack["id"]), []).append(ack)
@@ -264,12 +266,19 @@ def test_power_cut_mid_feed(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> Non
     gateway.request("p2", portion_ms=2000)
     wait_for(firmware.motor_on, timeout=20, what="the first portion under way")
     firmware.power_cut()
+    # The connection died without a DISCONNECT: the broker publishes the retained last will.
+    wait_for(lambda: gateway.offline >= 1, timeout=20, what="the last will")
     firmware.start()  # from the flash files
     wait_for(lambda: gateway.acked("p1", "p2"), timeout=30, what="both acks after the cut")
     assert [a["reason"] for a in gateway.acks["p1"]] == ["interrupted"], gateway.acks
     assert [a["status"] for a in gateway.acks["p2"]] == ["served"], gateway.acks
     assert firmware.fed("p1") == 1, firmware.console()
     assert firmware.fed("p2") == 1, firmware.console()
+    assert firmware.motor_starts() == 2, firmware.console()
+    # Remembered across the reboot: the same request again is refused, no motor.
+    gateway.request("p2", portion_ms=2000)
+    wait_for(lambda: len(gateway.acks["p2"]) == 2, timeout=20, what="the duplicate's ack")
+    assert gateway.acks["p2"][1]["reason"] == "duplicate", gateway.acks
     assert firmware.motor_starts() == 2, firmware.console()
     firmware.assert_healthy()
 

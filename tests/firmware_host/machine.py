@@ -76,11 +76,13 @@ class WDT:
 
     def __new__(cls, timeout: int = 5000) -> WDT:
         # The ESP32 reconfigures its one task watchdog on each construction.
+        first = cls._instance is None
         if cls._instance is None:
             cls._instance = super().__new__(cls)
-            cls._instance._fed = vclock.virtual_ms()
-            threading.Thread(target=cls._instance._watch, daemon=True).start()
         cls._instance.timeout = timeout
+        cls._instance._fed = vclock.virtual_ms()
+        if first:
+            threading.Thread(target=cls._instance._watch, daemon=True).start()
         return cls._instance
 
     def feed(self) -> None:
