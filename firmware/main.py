@@ -264,8 +264,9 @@ class TimedSocket:
       swallows without a trace.
     """
 
-    def __init__(self, sock: object, timeout_s: int) -> None:
-        self.sock: object = sock
+    def __init__(self, sock: object, timeout_s: int, raw: object = None) -> None:
+        self.sock: object = sock  # what umqtt.simple made: a TCP socket, or TLS on top of one
+        self.raw: object = raw if raw is not None else sock  # the TCP socket
         self.timeout_s = timeout_s
         self.deadline: object = None  # ticks, or None
         self.last_in = time.ticks_ms()
@@ -273,13 +274,14 @@ class TimedSocket:
 
     def setblocking(self, flag: bool) -> None:
         sock: object = self.sock
-        if flag:
-            try:
-                sock.settimeout(self.timeout_s)  # type: ignore[attr-defined]
-            except AttributeError:  # a TLS socket without settimeout: its TCP socket has it
-                sock.setblocking(True)  # type: ignore[attr-defined]
-        else:
+        if not flag:
             sock.setblocking(False)  # type: ignore[attr-defined]
+            return
+        if sock is not self.raw:
+            # TLS: blocking again (on MicroPython this reaches the TCP socket, timeout none),
+            # then the timeout back on the TCP socket, where reads really wait.
+            sock.setblocking(True)  # type: ignore[attr-defined]
+        self.raw.settimeout(self.timeout_s)  # type: ignore[attr-defined]
 
     def settimeout(self, timeout_s: int | None) -> None:
         self.setblocking(True)
@@ -315,10 +317,12 @@ class _SocketModule:
     def __init__(self, module: object, timeout_s: int) -> None:
         self.module: object = module
         self.timeout_s = timeout_s
+        self.last: object = None  # the last TCP socket made (TLS wraps it)
 
     def socket(self, *args: object) -> object:
         sock: object = self.module.socket(*args)  # type: ignore[attr-defined]
         sock.settimeout(self.timeout_s)  # type: ignore[attr-defined]
+        self.last = sock
         return sock
 
     def getaddrinfo(self, *args: object) -> list:
@@ -370,7 +374,9 @@ class Link:
         self.feed = feed  # the watchdog's feed(): before each operation, each <= timeout_s
         self.keepalive_ms = keepalive_s * 1000
         self.op_ms = timeout_s * 1000
-        self.sock = TimedSocket(client.sock, timeout_s)
+        sockets = umqtt.simple.socket  # type: ignore[attr-defined]
+        raw = sockets.last if isinstance(sockets, _SocketModule) else None
+        self.sock = TimedSocket(client.sock, timeout_s, raw)
         client.sock = self.sock
         self.last_ping = time.ticks_ms()
 
@@ -556,7 +562,9 @@ class App:
         self.save()
 
     def save(self) -> None:
-        del self.acks[:-MAX_ACKS]
+        if len(self.acks) > MAX_ACKS:
+            log("acks dropped, the broker was away too long:", len(self.acks) - MAX_ACKS)
+            self.acks = self.acks[-MAX_ACKS:]
         work = [{k: v for k, v in item.items() if k != "rx"} for item in self.work]
         write_atomically(MEMORY_FILE, self.feeder.memory_blob({"work": work, "acks": self.acks}))
 
@@ -682,7 +690,9 @@ class App:
         while True:
             self.wdt.feed()
             if not self.wifi.up():
-                self.idle(200)
+                # Requests already accepted are served without the network; acks wait.
+                if not self.run_next():
+                    self.idle(200)
                 continue
             self.clock.maybe_sync()
             try:
