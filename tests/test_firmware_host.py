@@ -33,7 +33,7 @@ from tcp_fault_proxy import TcpFaultProxy
 from waiting import wait_for
 
 HOST_DIR = Path(__file__).resolve().parent / "firmware_host"
-SPEED = 50  # device ms per real ms
+SPEED = 25  # device ms per real ms: 10 x 20 s of motors in 8 s
 T0 = time.monotonic()
 KEEPALIVE_S = 60
 RUN_MS = 20_000
