@@ -1,7 +1,8 @@
 """firmware/main.py itself, on the host, against a real Mosquitto through a TCP fault proxy.
 
 The firmware runs as a subprocess (tests/firmware_host/run_firmware.py) with the real
-umqtt.simple source as frozen into MicroPython 1.23-1.24 (1.4.0) and 1.27 (1.7.0), and shims
+umqtt.simple source as frozen into MicroPython 1.23-1.24 (1.4.0) and 1.27 (1.7.0) (and 1.22's
+1.3.4, for plain MQTT and the TLS refusal), and shims
 only for the hardware and the port: machine (pins log every change, the watchdog really
 resets), network, ntptime, time.ticks_*/sleep_ms, and MicroPython's socket API over real
 sockets. The device's clock runs SPEED times faster than real time (tests/firmware_host/
