@@ -154,7 +154,7 @@ class Gateway:
             ack = json.loads(message.payload)
             self.acks.setdefault(str(ack["id"]), []).append(ack)
 
-    def request(self, request_id: str, portion_ms: int = RUN_MS) -> None:
+    def request(self, request_id: str, portion_ms: int = RUN_MS, ttl_ms: int = 3_600_000) -> None:
         payload = {
             "event": "SINGLE",
             "reportedTime": "2026-01-01T00:00:00.000Z",
@@ -163,7 +163,7 @@ class Gateway:
             "portion_ms": portion_ms,
             # An absolute time long past: the relative ttl_ms must win (no clock shared).
             "expires_at_ms": 1,
-            "ttl_ms": 3_600_000,
+            "ttl_ms": ttl_ms,
         }
         self.client.publish("cat-feeder/action", json.dumps(payload), qos=1).wait_for_publish(5)
 
@@ -256,6 +256,26 @@ def test_burst_of_ten_after_an_outage(rig: tuple[Firmware, TcpFaultProxy, Gatewa
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert stamps[-1] - stamps[0] >= 10 * RUN_MS * 0.9
     assert max(gaps) < KEEPALIVE_S * 1000, max(gaps)
+    firmware.assert_healthy()
+
+
+@pytest.mark.parametrize("rig", ["1.7.0"], indirect=True)
+def test_ttl_runs_from_receipt_and_expires_while_queued(
+    rig: tuple[Firmware, TcpFaultProxy, Gateway],
+) -> None:
+    """Three 20 s requests with a 30 s time-to-live, received together: the third has waited
+    40 s (device clock) when its turn comes, and is refused; the absolute expires_at_ms, long
+    past on a synced clock, is not looked at."""
+    firmware, _proxy, gateway = rig
+    start_online(firmware, gateway)
+    for request_id in ("t1", "t2", "t3"):
+        gateway.request(request_id, ttl_ms=30_000)
+    wait_for(lambda: gateway.acked("t1", "t2", "t3"), timeout=30, what="three acks")
+    assert [a["status"] for a in gateway.acks["t1"]] == ["served"], gateway.acks
+    assert [a["status"] for a in gateway.acks["t2"]] == ["served"], gateway.acks
+    assert [(a["status"], a["reason"]) for a in gateway.acks["t3"]] == [("refused", "expired")]
+    assert firmware.motor_starts() == 2, firmware.console()
+    assert firmware.fed("t3") == 0, firmware.console()
     firmware.assert_healthy()
 
 
