@@ -406,7 +406,7 @@ json_values = st.recursive(
 @settings(max_examples=500)
 @given(
     message=st.dictionaries(
-        st.sampled_from(["id", "event", "bowls", "portion_ms", "expires_at_ms", "x"]),
+        st.sampled_from(["id", "event", "bowls", "portion_ms", "expires_at_ms", "ttl_ms", "x"]),
         json_values,
     )
 )
@@ -424,6 +424,60 @@ def test_arbitrary_json_objects_never_raise_and_runs_are_bounded(message: dict) 
         except PayloadError as e:  # pragma: no cover - shown on failure
             pytest.fail(f"ack {decision.ack!r} does not decode: {e}")
         assert report.request_id == message.get("id")
+
+
+# --- relative expiry (ttl_ms) --------------------------------------------------------------------
+
+
+def with_ttl(payload: bytes, ttl_ms: object) -> bytes:
+    data = json.loads(payload)
+    data["ttl_ms"] = ttl_ms
+    return json.dumps(data).encode()
+
+
+@settings(max_examples=200)
+@given(
+    ttl_ms=st.integers(min_value=0, max_value=2**40),
+    waited_ms=st.integers(min_value=0, max_value=2**30),
+    synced=st.booleans(),
+    expires_at_ms=st.integers(min_value=0, max_value=2 * T0),
+)
+def test_ttl_alone_decides_expiry(
+    ttl_ms: int, waited_ms: int, synced: bool, expires_at_ms: int
+) -> None:
+    """With ttl_ms the absolute time and the clock's state never matter: only the ms waited
+    since receipt, on arrival (0) and again before the run."""
+    feeder = fl.Feeder({"hopper_ms": 100_000})
+    payload = with_ttl(gateway_action(request(expires_at_ms=expires_at_ms)), ttl_ms)
+    decision = feeder.handle(payload, T0, synced)
+    if ttl_ms == 0:
+        assert (decision.status, decision.reason) == ("refused", "expired")
+        assert no_motor(decision)
+        return
+    assert decision.status == "served"
+    assert feeder.food_capacity() == 97, "3 s of a 100 s hopper"
+    assert json.loads(json.dumps(decision.work)) == decision.work, "kept in flash as JSON"
+    later = feeder.recheck(decision.work, waited_ms, T0 + waited_ms, synced)
+    if waited_ms < ttl_ms:
+        assert later is None
+    else:
+        assert (later.status, later.reason, later.run) == ("refused", "expired", [])
+        assert decode_dispensed(later.ack).reason == "expired"
+        assert feeder.food_capacity() == 100, "the feed that never ran is not counted"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "60000", True, [], {}])
+def test_malformed_ttl_is_refused_as_malformed(bad: object) -> None:
+    decision = fl.Feeder().handle(with_ttl(gateway_action(request()), bad), T0, True)
+    assert (decision.status, decision.reason) == ("refused", "malformed: ttl_ms")
+    assert no_motor(decision)
+    assert decode_dispensed(decision.ack).reason == "malformed: ttl_ms"
+
+
+def test_null_ttl_is_absent_and_the_absolute_time_applies() -> None:
+    payload = with_ttl(gateway_action(request(expires_at_ms=T0 - 1)), None)
+    assert fl.Feeder().handle(payload, T0, True).reason == "expired"
+    assert fl.Feeder().handle(payload, 5_000, False).status == "served"
 
 
 # --- the MicroPython harness, under CPython -------------------------------------------------------
