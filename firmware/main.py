@@ -20,8 +20,8 @@ connects again; nothing owed is lost, because it is in flash.
 The loop::
 
     Wi-Fi up? (else wait: the port reconnects by itself) → NTP (hourly) → connect MQTT
-    (clean_session=False, will "offline" retained) → "online" retained → subscribe action at
-    QoS 1 → poll messages / run the motors one request at a time, pinging and polling during
+    (clean_session=False, will "offline" retained) → subscribe action at QoS 1 → "online"
+    retained → poll messages / run the motors one request at a time, pinging and polling during
     long runs / publish acks from flash / food level, feeding the watchdog throughout.
 
 A request feeds at most once, and its acknowledgement reaches the broker: the MQTT callback
@@ -604,9 +604,11 @@ class App:
             client, self.keepalive_s, self.timeout_s, self.topics["availability"], self.wdt.feed
         )
         log("MQTT connected, session present:", session_present)
+        # Subscribed before "online": online means ready for requests, even on the first
+        # connect, when the broker has no session (no subscription) to queue them in yet.
         # A callback during these (queued requests arrive right after CONNACK) may save.
-        link.publish(self.topics["availability"], b"online", True)
         link.subscribe(self.topics["action"])
+        link.publish(self.topics["availability"], b"online", True)
         self.last_states = time.ticks_add(time.ticks_ms(), -self.states_every_ms)
         return link
 

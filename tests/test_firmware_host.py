@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -192,14 +192,29 @@ def rig(
         proxy.close()
 
 
+def wait_on(
+    firmware: Firmware,
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    gateway: Gateway | None = None,
+) -> None:
+    """wait_for, showing the firmware's console and what the gateway got when it times out."""
+    try:
+        wait_for(predicate, timeout=timeout, what=what)
+    except AssertionError as e:
+        acks = "" if gateway is None else f"\n--- acks ---\n{gateway.acks}"
+        raise AssertionError(f"{e}{acks}\n--- console ---\n{firmware.console()}") from None
+
+
 def start_online(firmware: Firmware, gateway: Gateway) -> None:
     before = gateway.online
     firmware.start()
-    wait_for(lambda: gateway.online > before, timeout=20, what=f"online\n{firmware.console()}")
+    wait_on(firmware, lambda: gateway.online > before, 20, "online")
 
 
 def served_once(firmware: Firmware, gateway: Gateway, *ids: str) -> None:
-    wait_for(lambda: gateway.acked(*ids), timeout=30, what=f"acks of {ids}")
+    wait_on(firmware, lambda: gateway.acked(*ids), 30, f"acks of {ids}", gateway)
     for request_id in ids:
         assert firmware.fed(request_id) == 1, firmware.console()
         statuses = {ack["status"] for ack in gateway.acks[request_id]}
@@ -213,7 +228,7 @@ def test_broker_stops_answering_mid_publish(rig: tuple[Firmware, TcpFaultProxy, 
     start_online(firmware, gateway)
     proxy.stall_on(b"cat-feeder/dispensed")  # the PUBACK of the first ack never comes
     gateway.request("r1", portion_ms=2000)
-    wait_for(lambda: proxy.accepted >= 2, timeout=20, what="a reconnect after the stall")
+    wait_on(firmware, lambda: proxy.accepted >= 2, 20, "a reconnect after the stall")
     gateway.request("r2", portion_ms=2000)
     served_once(firmware, gateway, "r1", "r2")
     assert "MQTT: publish:" in firmware.console(), firmware.console()
@@ -227,7 +242,7 @@ def test_half_open_link(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
     proxy.half_open()
     cut_at = device_ms()
     gateway.request("r1", portion_ms=2000)  # lost in the dead connection, then redelivered
-    wait_for(lambda: proxy.accepted >= 2, timeout=20, what="a reconnect after the half-open")
+    wait_on(firmware, lambda: proxy.accepted >= 2, 20, "a reconnect after the half-open")
     noticed_after = device_ms() - cut_at
     served_once(firmware, gateway, "r1")
     assert "1.5 x keepalive" in firmware.console(), firmware.console()
@@ -246,9 +261,9 @@ def test_burst_of_ten_after_an_outage(rig: tuple[Firmware, TcpFaultProxy, Gatewa
         gateway.request(request_id)
     connections = proxy.accepted
     proxy.accept()
-    wait_for(lambda: proxy.accepted > connections, timeout=20, what="the reconnect")
+    wait_on(firmware, lambda: proxy.accepted > connections, 20, "the reconnect")
     burst_from = proxy.accepted
-    wait_for(lambda: gateway.acked(*ids), timeout=60, what="ten acks")
+    wait_on(firmware, lambda: gateway.acked(*ids), 60, "ten acks", gateway)
     served_once(firmware, gateway, *ids)
     # 10 x 20 s of motors on one connection, never silent for a keepalive.
     assert proxy.accepted == burst_from, "the link was dropped during the burst"
@@ -270,7 +285,7 @@ def test_ttl_runs_from_receipt_and_expires_while_queued(
     start_online(firmware, gateway)
     for request_id in ("t1", "t2", "t3"):
         gateway.request(request_id, ttl_ms=30_000)
-    wait_for(lambda: gateway.acked("t1", "t2", "t3"), timeout=30, what="three acks")
+    wait_on(firmware, lambda: gateway.acked("t1", "t2", "t3"), 30, "three acks")
     assert [a["status"] for a in gateway.acks["t1"]] == ["served"], gateway.acks
     assert [a["status"] for a in gateway.acks["t2"]] == ["served"], gateway.acks
     assert [(a["status"], a["reason"]) for a in gateway.acks["t3"]] == [("refused", "expired")]
@@ -285,12 +300,12 @@ def test_power_cut_mid_feed(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> Non
     start_online(firmware, gateway)
     gateway.request("p1")
     gateway.request("p2", portion_ms=2000)
-    wait_for(firmware.motor_on, timeout=20, what="the first portion under way")
+    wait_on(firmware, firmware.motor_on, 20, "the first portion under way")
     firmware.power_cut()
     # The connection died without a DISCONNECT: the broker publishes the retained last will.
-    wait_for(lambda: gateway.offline >= 1, timeout=20, what="the last will")
+    wait_on(firmware, lambda: gateway.offline >= 1, 20, "the last will")
     firmware.start()  # from the flash files
-    wait_for(lambda: gateway.acked("p1", "p2"), timeout=30, what="both acks after the cut")
+    wait_on(firmware, lambda: gateway.acked("p1", "p2"), 30, "both acks after the cut")
     assert [a["reason"] for a in gateway.acks["p1"]] == ["interrupted"], gateway.acks
     assert [a["status"] for a in gateway.acks["p2"]] == ["served"], gateway.acks
     assert firmware.fed("p1") == 1, firmware.console()
@@ -298,7 +313,7 @@ def test_power_cut_mid_feed(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> Non
     assert firmware.motor_starts() == 2, firmware.console()
     # Remembered across the reboot: the same request again is refused, no motor.
     gateway.request("p2", portion_ms=2000)
-    wait_for(lambda: len(gateway.acks["p2"]) == 2, timeout=20, what="the duplicate's ack")
+    wait_on(firmware, lambda: len(gateway.acks["p2"]) == 2, 20, "the duplicate's ack")
     assert gateway.acks["p2"][1]["reason"] == "duplicate", gateway.acks
     assert firmware.motor_starts() == 2, firmware.console()
     firmware.assert_healthy()
