@@ -311,8 +311,12 @@ class TimedSocket:
 
 
 class _SocketModule:
-    """Stands in for the socket module inside umqtt.simple: its sockets time out from birth,
-    so connect() does too (1.4.0's connect() takes no timeout)."""
+    """Stands in for the socket module inside umqtt.simple, so that its connect() times out.
+
+    1.3.4 and 1.4.0 never set a timeout; 1.6.0 and later call ``settimeout(timeout)`` with
+    connect()'s own ``timeout=None`` default, which means "forever", right after making the
+    socket. Every version then calls ``getaddrinfo()`` before ``connect(addr)``: so the timeout
+    is set when the socket is made and set again there, after whatever the client did."""
 
     def __init__(self, module: object, timeout_s: int) -> None:
         self.module: object = module
@@ -327,6 +331,8 @@ class _SocketModule:
 
     def getaddrinfo(self, *args: object) -> list:
         found: list = self.module.getaddrinfo(*args)  # type: ignore[attr-defined]
+        if self.last is not None:
+            self.last.settimeout(self.timeout_s)  # type: ignore[attr-defined]
         return found
 
 

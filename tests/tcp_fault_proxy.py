@@ -10,6 +10,8 @@ connections open at that moment (new connections pass, unless refused):
   dead Wi-Fi access point or NAT leaves behind.
 - ``cut()``: both sides are closed.
 - ``refuse()`` / ``accept()``: new connections are closed at once, or forwarded again.
+- ``stall_new(True)``: new connections start stalled (the TCP connect succeeds, the broker's
+  CONNACK never arrives); ``stall_new(False)`` lets new ones pass again.
 - ``stall_on(marker)``: ``stall()`` that connection as soon as the device sends bytes
   containing ``marker`` (forwarded first): the broker stops answering mid-publish.
 
@@ -53,6 +55,7 @@ class TcpFaultProxy:
         self._lock = threading.Lock()
         self._connections: list[_Connection] = []
         self._refusing = False
+        self._stall_new = False
         self._stall_marker: bytes | None = None
         self._running = True
         self.device_sends: list[tuple[float, int, bytes]] = []
@@ -90,6 +93,9 @@ class TcpFaultProxy:
     def accept(self) -> None:
         self._refusing = False
 
+    def stall_new(self, stalled: bool) -> None:
+        self._stall_new = stalled
+
     @property
     def open_connections(self) -> int:
         with self._lock:
@@ -117,6 +123,8 @@ class TcpFaultProxy:
             with self._lock:
                 self.accepted += 1
                 conn = _Connection(self.accepted, device, broker)
+                if self._stall_new:
+                    conn.state = _STALLED
                 self._connections.append(conn)
             threading.Thread(target=self._pump, args=(conn,), daemon=True).start()
 

@@ -235,6 +235,24 @@ def test_broker_stops_answering_mid_publish(rig: tuple[Firmware, TcpFaultProxy, 
     firmware.assert_healthy()
 
 
+@pytest.mark.parametrize("rig", [OLD, *VERSIONS], indirect=True)
+def test_broker_that_never_answers_connect(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
+    """TCP connects, the CONNACK never comes: each attempt times out (1.4.0's connect() takes
+    no timeout; 1.7.0's sets "forever" by default), the feeder backs off and tries again, the
+    watchdog stays fed."""
+    firmware, proxy, gateway = rig
+    proxy.stall_new(True)
+    firmware.start()
+    wait_on(firmware, lambda: proxy.accepted >= 3, 20, "three connect attempts")
+    assert "MQTT: connect:" in firmware.console(), firmware.console()
+    assert gateway.online == 0
+    proxy.stall_new(False)
+    wait_on(firmware, lambda: gateway.online >= 1, 30, "online once the broker answers")
+    gateway.request("c1", portion_ms=2000)
+    served_once(firmware, gateway, "c1")
+    firmware.assert_healthy()
+
+
 @pytest.mark.parametrize("rig", VERSIONS, indirect=True)
 def test_half_open_link(rig: tuple[Firmware, TcpFaultProxy, Gateway]) -> None:
     firmware, proxy, gateway = rig
