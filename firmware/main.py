@@ -1,37 +1,36 @@
-"""The cat feeder's firmware for a Seeed XIAO ESP32-C3 running MicroPython: the hardware glue.
-
-Everything that decides lives in ``feeder_logic`` (no hardware, tested on the host); this file
-connects it to the world: ``config.json`` from flash, the motor pins (driven low before
-anything else), Wi-Fi (left to the port's own auto-reconnect), NTP (sanity-checked), the local
-broker through the frozen ``umqtt.simple`` wrapped by :class:`Link`, the dedupe memory and the
-work still owed (motor runs, acknowledgements) in flash, and the hardware watchdog.
-
-Why wrap the frozen ``umqtt.simple`` rather than ship another client: ESP32 builds freeze it
-(1.4.0 in MicroPython 1.23-1.24, 1.6.0 in 1.25-1.26, 1.7.0 in 1.27), so it is always there,
-costs no RAM for bytecode, and its CONNECT, SUBSCRIBE and PUBLISH encoding is sound. What it
-gets wrong is waiting, and all of it goes through one object, ``client.sock``, and one counter,
-``client.pid``. So :class:`Link` hands it a socket (:class:`TimedSocket`) on which every read
-and write times out, whose blocking mode is "up to timeout_s" rather than forever, whose
-operations have a deadline (a PUBACK that never comes), and which notes every byte that
-arrives (a PINGRESP is otherwise invisible); and it wraps the packet id before it passes
-65535. Any failure inside the client becomes :class:`LinkDead`: the loop drops the link and
-connects again; nothing owed is lost, because it is in flash.
-
-The loop::
-
-    Wi-Fi up? (else wait: the port reconnects by itself) → NTP (hourly) → connect MQTT
-    (clean_session=False, will "offline" retained) → subscribe action at QoS 1 → "online"
-    retained → poll messages / run the motors one request at a time, pinging and polling during
-    long runs / publish acks from flash / food level, feeding the watchdog throughout.
-
-A request feeds at most once, and its acknowledgement reaches the broker: the MQTT callback
-decides and writes the decision, with the motor run it owes, to flash *before* umqtt.simple
-sends the PUBACK; the run is marked started in flash before the motors turn; the ack is in
-flash until its own PUBACK. After a power cut, a run that had started is acknowledged as
-"interrupted" (never run twice), one that had not is run, and unsent acks are sent.
-
-Times are integers (ms): the ESP32-C3's floats are single precision.
-"""
+# The cat feeder's firmware for a Seeed XIAO ESP32-C3 running MicroPython: the hardware glue.
+#
+# Everything that decides lives in ``feeder_logic`` (no hardware, tested on the host); this file
+# connects it to the world: ``config.json`` from flash, the motor pins (driven low before
+# anything else), Wi-Fi (left to the port's own auto-reconnect), NTP (sanity-checked), the local
+# broker through the frozen ``umqtt.simple`` wrapped by :class:`Link`, the dedupe memory and the
+# work still owed (motor runs, acknowledgements) in flash, and the hardware watchdog.
+#
+# Why wrap the frozen ``umqtt.simple`` rather than ship another client: ESP32 builds freeze it
+# (1.4.0 in MicroPython 1.23-1.24, 1.6.0 in 1.25-1.26, 1.7.0 in 1.27), so it is always there,
+# costs no RAM for bytecode, and its CONNECT, SUBSCRIBE and PUBLISH encoding is sound. What it
+# gets wrong is waiting, and all of it goes through one object, ``client.sock``, and one counter,
+# ``client.pid``. So :class:`Link` hands it a socket (:class:`TimedSocket`) on which every read
+# and write times out, whose blocking mode is "up to timeout_s" rather than forever, whose
+# operations have a deadline (a PUBACK that never comes), and which notes every byte that
+# arrives (a PINGRESP is otherwise invisible); and it wraps the packet id before it passes
+# 65535. Any failure inside the client becomes :class:`LinkDead`: the loop drops the link and
+# connects again; nothing owed is lost, because it is in flash.
+#
+# The loop::
+#
+#     Wi-Fi up? (else wait: the port reconnects by itself) → NTP (hourly) → connect MQTT
+#     (clean_session=False, will "offline" retained) → subscribe action at QoS 1 → "online"
+#     retained → poll messages / run the motors one request at a time, pinging and polling during
+#     long runs / publish acks from flash / food level, feeding the watchdog throughout.
+#
+# A request feeds at most once, and its acknowledgement reaches the broker: the MQTT callback
+# decides and writes the decision, with the motor run it owes, to flash *before* umqtt.simple
+# sends the PUBACK; the run is marked started in flash before the motors turn; the ack is in
+# flash until its own PUBACK. After a power cut, a run that had started is acknowledged as
+# "interrupted" (never run twice), one that had not is run, and unsent acks are sent.
+#
+# Times are integers (ms): the ESP32-C3's floats are single precision.
 
 import json
 
@@ -50,8 +49,8 @@ def read_text(path: str) -> str | None:
 
 
 def pins_low_at_boot() -> dict | None:
-    """First thing at boot: every motor pin an output, low. The pins float from power-on until
-    this runs (about a second), and L298N boards have no pull-downs: see the README's wiring."""
+    # First thing at boot: every motor pin an output, low. The pins float from power-on until
+    # this runs (about a second), and L298N boards have no pull-downs: see the README's wiring.
     config = None
     try:
         config = json.loads(read_text(CONFIG_FILE) or "null")
@@ -107,12 +106,12 @@ def log(*parts: object) -> None:
 
 
 def epoch_ms() -> int:
-    """ms since 1970-01-01 UTC by the RTC (meaningful only once NTP has set it)."""
+    # ms since 1970-01-01 UTC by the RTC (meaningful only once NTP has set it).
     return time.time_ns() // 1000000 + _EPOCH_OFFSET_S * 1000
 
 
 class Clock:
-    """Whether the RTC holds real time: set from NTP answers that pass a sanity check."""
+    # Whether the RTC holds real time: set from NTP answers that pass a sanity check.
 
     def __init__(self, host: str, interval_ms: int) -> None:
         self.host = host
@@ -142,7 +141,7 @@ class Clock:
             log("NTP synced")
 
     def check(self, unix_s: int, rtc_s: int) -> bool:
-        """Is this NTP answer believable? In range, and (once synced) close to the RTC."""
+        # Is this NTP answer believable? In range, and (once synced) close to the RTC.
         if not _NTP_MIN_S <= unix_s < _NTP_MAX_S:
             log("NTP answer out of range, ignored:", unix_s)
             return False
@@ -159,7 +158,7 @@ class Clock:
 
 
 class Motor:
-    """One feed auger on an H-bridge (DRV8833, L298N, ...): IN1/IN2, forward = IN1 high."""
+    # One feed auger on an H-bridge (DRV8833, L298N, ...): IN1/IN2, forward = IN1 high.
 
     def __init__(self, in1: int, in2: int, duty_pct: int) -> None:
         self.in1 = machine.Pin(in1, machine.Pin.OUT, value=0)
@@ -185,7 +184,7 @@ class Motor:
 
 
 class FoodSensor:
-    """Optional analog level sensor: raw readings at an empty and a full hopper → 0..100."""
+    # Optional analog level sensor: raw readings at an empty and a full hopper → 0..100.
 
     def __init__(self, pin: int, empty_raw: int, full_raw: int) -> None:
         self.adc = machine.ADC(machine.Pin(pin))
@@ -202,8 +201,8 @@ class FoodSensor:
 
 
 def run_plan(plan: list, motors: dict, wdt: machine.WDT, service: object) -> None:
-    """Run the motors of a plan together, each for its ms, feeding the watchdog and calling
-    ``service()`` (MQTT pings and polls) every 100 ms or so; always stop."""
+    # Run the motors of a plan together, each for its ms, feeding the watchdog and calling
+    # ``service()`` (MQTT pings and polls) every 100 ms or so; always stop.
     started = time.ticks_ms()
     running = []
     try:
@@ -238,7 +237,7 @@ def run_plan(plan: list, motors: dict, wdt: machine.WDT, service: object) -> Non
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Write then rename: a power cut leaves the old file or the new, never half of one."""
+    # Write then rename: a power cut leaves the old file or the new, never half of one.
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
@@ -249,20 +248,20 @@ def write_atomically(path: str, text: str) -> None:
 
 
 class LinkDead(Exception):
-    """The MQTT link cannot be used any more: drop it and connect again."""
+    # The MQTT link cannot be used any more: drop it and connect again.
+    pass
 
 
 class TimedSocket:
-    """The socket umqtt.simple talks through, so that nothing it does can wait forever.
-
-    - every read and write times out after ``timeout_s`` (OSError ETIMEDOUT);
-    - ``setblocking(True)``, which umqtt.simple's wait_msg() calls after each first byte and
-      which on MicroPython means "wait forever", means "wait up to timeout_s" here;
-    - ``deadline`` (ticks) bounds a whole operation: a publish whose PUBACK never comes while
-      other packets keep arriving, a subscribe without its SUBACK;
-    - ``last_in`` (ticks) moves on every byte received: PINGRESP included, which umqtt.simple
-      swallows without a trace.
-    """
+    # The socket umqtt.simple talks through, so that nothing it does can wait forever.
+    #
+    # - every read and write times out after ``timeout_s`` (OSError ETIMEDOUT);
+    # - ``setblocking(True)``, which umqtt.simple's wait_msg() calls after each first byte and
+    #   which on MicroPython means "wait forever", means "wait up to timeout_s" here;
+    # - ``deadline`` (ticks) bounds a whole operation: a publish whose PUBACK never comes while
+    #   other packets keep arriving, a subscribe without its SUBACK;
+    # - ``last_in`` (ticks) moves on every byte received: PINGRESP included, which umqtt.simple
+    #   swallows without a trace.
 
     def __init__(self, sock: object, timeout_s: int, raw: object = None) -> None:
         self.sock: object = sock  # what umqtt.simple made: a TCP socket, or TLS on top of one
@@ -311,12 +310,12 @@ class TimedSocket:
 
 
 class _SocketModule:
-    """Stands in for the socket module inside umqtt.simple, so that its connect() times out.
-
-    1.3.4 and 1.4.0 never set a timeout; 1.6.0 and later call ``settimeout(timeout)`` with
-    connect()'s own ``timeout=None`` default, which means "forever", right after making the
-    socket. Every version then calls ``getaddrinfo()`` before ``connect(addr)``: so the timeout
-    is set when the socket is made and set again there, after whatever the client did."""
+    # Stands in for the socket module inside umqtt.simple, so that its connect() times out.
+    #
+    # 1.3.4 and 1.4.0 never set a timeout; 1.6.0 and later call ``settimeout(timeout)`` with
+    # connect()'s own ``timeout=None`` default, which means "forever", right after making the
+    # socket. Every version then calls ``getaddrinfo()`` before ``connect(addr)``: so the timeout
+    # is set when the socket is made and set again there, after whatever the client did.
 
     def __init__(self, module: object, timeout_s: int) -> None:
         self.module: object = module
@@ -337,17 +336,17 @@ class _SocketModule:
 
 
 def client_capabilities() -> dict:
-    """What the frozen umqtt.simple can do, found by looking, not by a version number (the
-    module has none). 1.3.x (MicroPython 1.22) takes ``ssl`` as a flag, defaulting to False,
-    and wraps with ``ssl_params``, silently dropping an SSLContext: no CA check, no SNI. From
-    1.4.0 (MicroPython 1.23) ``ssl`` defaults to None and an SSLContext is used."""
+    # What the frozen umqtt.simple can do, found by looking, not by a version number (the
+    # module has none). 1.3.x (MicroPython 1.22) takes ``ssl`` as a flag, defaulting to False,
+    # and wraps with ``ssl_params``, silently dropping an SSLContext: no CA check, no SNI. From
+    # 1.4.0 (MicroPython 1.23) ``ssl`` defaults to None and an SSLContext is used.
     probe = MQTTClient("probe", "localhost")
     return {"ssl_context": probe.ssl is None, "unsubscribe": hasattr(probe, "unsubscribe")}
 
 
 def tls_context(mqtt: dict, caps: dict) -> object | None:
-    """The SSLContext for a TLS broker, or None for plain MQTT; refuses TLS that would not
-    verify the broker (an old client that ignores the context, or no CA file)."""
+    # The SSLContext for a TLS broker, or None for plain MQTT; refuses TLS that would not
+    # verify the broker (an old client that ignores the context, or no CA file).
     if not mqtt.get("tls"):
         return None
     if not caps["ssl_context"]:
@@ -367,11 +366,10 @@ def tls_context(mqtt: dict, caps: dict) -> object | None:
 
 
 class Link:
-    """One MQTT connection: the frozen umqtt.simple on a :class:`TimedSocket`.
-
-    Every method either completes within its bounds or raises :class:`LinkDead`; after that
-    the link is closed and a new one must be opened.
-    """
+    # One MQTT connection: the frozen umqtt.simple on a :class:`TimedSocket`.
+    #
+    # Every method either completes within its bounds or raises :class:`LinkDead`; after that
+    # the link is closed and a new one must be opened.
 
     def __init__(
         self, client: MQTTClient, keepalive_s: int, timeout_s: int, feed: object = None
@@ -390,8 +388,8 @@ class Link:
     def open(
         client: MQTTClient, keepalive_s: int, timeout_s: int, will_topic: str, feed: object = None
     ) -> "tuple[Link, bool]":
-        """Connect (clean_session=False, will "offline" retained): TCP connect, CONNECT and
-        CONNACK each time out after timeout_s (the sockets come from :class:`_SocketModule`)."""
+        # Connect (clean_session=False, will "offline" retained): TCP connect, CONNECT and
+        # CONNACK each time out after timeout_s (the sockets come from :class:`_SocketModule`).
         client.set_last_will(will_topic, b"offline", retain=True, qos=1)
         try:
             session_present = bool(client.connect(clean_session=False))
@@ -415,15 +413,15 @@ class Link:
             self.sock.deadline = None
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """QoS 1: returns once the broker's PUBACK for it has arrived."""
+        # QoS 1: returns once the broker's PUBACK for it has arrived.
         self._call("publish", self.client.publish, topic, payload, retain, 1)
 
     def subscribe(self, topic: str) -> None:
         self._call("subscribe", self.client.subscribe, topic, 1)
 
     def poll(self) -> None:
-        """Read what has arrived (messages go to the callback), ping when due, and declare
-        the link dead when nothing at all came from the broker for 1.5 x keepalive."""
+        # Read what has arrived (messages go to the callback), ping when due, and declare
+        # the link dead when nothing at all came from the broker for 1.5 x keepalive.
         for _ in range(4):
             if self._call("read", self.client.check_msg) is None:
                 break
@@ -452,9 +450,9 @@ def _close(sock: object) -> None:
 
 
 class WiFi:
-    """Station mode, cooperating with the ESP32 port's own auto-reconnect: ``connect()`` is
-    called once, and again only when the port has given up (never while it is CONNECTING,
-    where the C3 raises "Wifi Internal Error")."""
+    # Station mode, cooperating with the ESP32 port's own auto-reconnect: ``connect()`` is
+    # called once, and again only when the port has given up (never while it is CONNECTING,
+    # where the C3 raises "Wifi Internal Error").
 
     def __init__(self, config: dict) -> None:
         self.ssid = config["ssid"]
@@ -473,7 +471,7 @@ class WiFi:
         self.asked: object = None  # ticks of the last connect(), or None
 
     def up(self) -> bool:
-        """True when connected; otherwise starts (or restarts) a connection, never waits."""
+        # True when connected; otherwise starts (or restarts) a connection, never waits.
         if self.wlan.isconnected():
             return True
         now = time.ticks_ms()
@@ -577,7 +575,7 @@ class App:
     # --- MQTT ------------------------------------------------------------------------------
 
     def on_message(self, topic: bytes, payload: bytes) -> None:
-        """umqtt.simple's callback: decide and write to flash, *then* it sends the PUBACK."""
+        # umqtt.simple's callback: decide and write to flash, *then* it sends the PUBACK.
         if topic.decode() != self.topics["action"]:
             return
         decision = self.feeder.handle(payload, self.now_ms(), self.clock.synced)
@@ -619,7 +617,7 @@ class App:
         return link
 
     def service(self) -> None:
-        """Between and during motor runs: keep the link alive (ping, read), never raise."""
+        # Between and during motor runs: keep the link alive (ping, read), never raise.
         self.wdt.feed()
         if self.link is None:
             return
@@ -630,7 +628,7 @@ class App:
             self.link = None
 
     def flush(self) -> None:
-        """Publish the owed acks (dropped from flash only after their PUBACK), then states."""
+        # Publish the owed acks (dropped from flash only after their PUBACK), then states.
         while self.acks and self.link is not None:
             self.wdt.feed()
             self.link.publish(self.topics["dispensed"], self.acks[0].encode())
@@ -656,7 +654,7 @@ class App:
         self.last_states = time.ticks_ms()
 
     def run_next(self) -> bool:
-        """Carry out the oldest request owed; False when there is none."""
+        # Carry out the oldest request owed; False when there is none.
         if not self.work:
             return False
         item = self.work[0]
@@ -716,7 +714,7 @@ class App:
             self.idle(20)
 
     def run_next_offline(self) -> None:
-        """Requests already accepted are served without the broker; their acks wait."""
+        # Requests already accepted are served without the broker; their acks wait.
         while self.run_next():
             pass
 
