@@ -46,9 +46,9 @@ API::
     states_payload(food_capacity) -> bytes    {"food_capacity": N} for cat-feeder/states
     encode_ack(request_id, status, reason, bowls, ran_ms) -> bytes
 
-Messages (DESIGN.md "Local MQTT topics"): the gateway's ``{"event", "reportedTime", "id",
-"bowls", "portion_ms", "expires_at_ms", "ttl_ms"}``, and the published firmware's
-``{"event": "SINGLE"}`` with no id (SINGLE → left, DOUBLE → right, LONG → both, for
+Messages (docs/architecture.md, "Local MQTT topics"): the gateway's ``{"event",
+"reportedTime", "id", "bowls", "portion_ms", "expires_at_ms", "ttl_ms"}``, and the published
+firmware's ``{"event": "SINGLE"}`` with no id (SINGLE → left, DOUBLE → right, LONG → both, for
 default_portion_ms), which feeds as before but cannot be deduplicated or acknowledged.
 
 Safety, in the order checked: a malformed message never runs a motor; a request id already

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from mosquitto import Mosquitto
 from tcp_fault_proxy import TcpFaultProxy
 from waiting import wait_for
+
+from gateway.devstack.mosquitto import Mosquitto
 
 HOST_DIR = Path(__file__).resolve().parent / "firmware_host"
 SPEED = 25  # device ms per real ms: 10 x 20 s of motors in 8 s
