@@ -35,10 +35,10 @@ from _common import (
     rounded,
 )
 
-from gateway.chain import GENESIS_HASH, chain_hash
 from gateway.events import Bowl, ClickType, FeedRequested, NewEvent, Origin, canonical_json
 from gateway.journal import Journal, new_event_id, open_new_event
-from gateway.schema import migrate
+from gateway.journal.chain import GENESIS_HASH, chain_hash
+from gateway.journal.schema import migrate
 
 WARMUP = 50
 BUTTON = "zigbee2mqtt/kitchen-feeder-button-0x00158d0001a2b3c4"

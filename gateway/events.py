@@ -3,7 +3,7 @@
 An event has an envelope (where it sits in the ledger and when it happened) and a payload (what
 happened). Payloads are frozen dataclasses, one per event type; each knows its ``EventType`` and
 turns to and from a plain JSON object. The journal stores that object as compact, key-sorted
-JSON text, and the hash chain covers those exact bytes (see ``gateway.chain``).
+JSON text, and the hash chain covers those exact bytes (see ``gateway.journal.chain``).
 
 Times are integer milliseconds since the Unix epoch, never floats: the feeder's MicroPython has
 single-precision floats, and order comes from ``seq``, never from time.

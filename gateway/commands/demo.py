@@ -577,7 +577,7 @@ class Demo:
         if journal is None:
             return
         while True:
-            events = journal.read_after(self.tracker.seen, 100)
+            events = journal.read_visible(self.tracker.seen, 100)
             if not events:
                 return
             for event in events:

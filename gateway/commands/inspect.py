@@ -23,7 +23,6 @@ from typing import IO, Any
 
 import click
 
-from gateway.chain import row_hash
 from gateway.chart import render_html
 from gateway.cli import (
     EXIT_REJECTED,
@@ -36,6 +35,7 @@ from gateway.cli import (
 from gateway.commands.options import config_option, journal_option
 from gateway.events import Event, EventType, Origin, canonical_json
 from gateway.journal import JournalReader
+from gateway.journal.chain import row_hash
 from gateway.stats import BOWLS, Stats, day_of, days_between, fold
 
 CSV_COLUMNS = (

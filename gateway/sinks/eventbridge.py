@@ -371,7 +371,7 @@ class EventBridgeSink:
                 position = step.through_seq
             if upto is not None and position >= upto:
                 continue  # the narrowed range is done: batches of ten again
-            following = self.journal.read_after(position, 1)
+            following = self.journal.read_visible(position, 1)
             if not following:
                 await self.journal.wait_beyond(position)
             elif following[0].held:
@@ -382,7 +382,7 @@ class EventBridgeSink:
         """The journal's events after ``position`` (up to ``upto``), read lazily in chunks;
         ends at the journal's current end."""
         while True:
-            chunk = self.journal.read_after(position, READ_BATCH, upto=upto)
+            chunk = self.journal.read_visible(position, READ_BATCH, upto=upto)
             if not chunk:
                 return
             yield from chunk

@@ -432,7 +432,7 @@ class IotCoreSink:
                 await self._rewind()
             await self._online.wait()
             # Durable events only: stop at the first held one until the disk takes it.
-            events = self.journal.read_after(
+            events = self.journal.read_visible(
                 self._read_pos, READ_BATCH, upto=self.journal.durable_seq
             )
             if not events:

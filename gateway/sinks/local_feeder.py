@@ -121,7 +121,7 @@ class LocalFeederSink:
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
-            events = self.journal.read_after(self.cursor, READ_BATCH)
+            events = self.journal.read_visible(self.cursor, READ_BATCH)
             if not events:
                 await self.journal.wait_beyond(self.cursor)
                 continue
