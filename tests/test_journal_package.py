@@ -1,0 +1,186 @@
+"""The journal package's boundaries: who may touch its tables, what each module may import,
+and where the daemon's appender answers differently from a reader."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.backoff import Backoff
+from gateway.clock import FixedClock
+from gateway.events import FoodLevelChanged, Origin
+from gateway.journal import Journal, JournalReader, OwnCursor, open_new_event
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "gateway" / "journal"
+
+# SQL that reads or writes one of the journal's own tables.
+JOURNAL_SQL = re.compile(
+    r"\b(FROM|INTO|UPDATE|JOIN|TABLE)\s+\"?(events|cursors|dead_letters|meta)\b\"?(?!\w)"
+)
+# Benchmarks that build their own databases. Each reason fits on a line.
+ALLOWED_OUTSIDE = {
+    # generates a million-row journal in big transactions: the journal's API appends durably,
+    # one group commit at a time, which would take the benchmark's whole budget
+    "bench/verify_and_project.py",
+    # its bare-SQLite baselines write their own files, with the journal's schema or a stub
+    "bench/journal_append.py",
+}
+
+
+def _sources() -> list[Path]:
+    return sorted([*(ROOT / "gateway").rglob("*.py"), *(ROOT / "bench").rglob("*.py")])
+
+
+def test_no_module_outside_the_package_runs_sql_against_the_journals_tables():
+    offenders = []
+    for path in _sources():
+        rel = path.relative_to(ROOT).as_posix()
+        if path.is_relative_to(PACKAGE) or rel in ALLOWED_OUTSIDE:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if JOURNAL_SQL.search(line):
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert offenders == [], "go through gateway.journal's API:\n" + "\n".join(offenders)
+
+
+def test_the_guard_would_catch_a_query():
+    assert JOURNAL_SQL.search('conn.execute("SELECT hash FROM events WHERE seq = ?")')
+    assert JOURNAL_SQL.search("INSERT INTO cursors (sink, seq) VALUES (?, ?)")
+    assert not JOURNAL_SQL.search("SELECT x.seq FROM outcomes AS x")  # a projection's own
+    assert not JOURNAL_SQL.search("events from the journal")  # prose, lower case
+
+
+# What each module may import from the package. Reading never loads the writer, the chain and
+# the schema are leaves, and only the appender composes the writer thread with a reader.
+ALLOWED_IMPORTS = {
+    "chain": set(),
+    "schema": set(),
+    "rows": {"chain"},
+    "files": {"chain", "schema"},
+    "cursors": {"files"},
+    "verify": {"chain", "rows"},
+    "reader": {"chain", "cursors", "files", "rows", "schema", "verify"},
+    "writer": {"chain", "cursors", "rows"},
+    "appender": {"chain", "cursors", "files", "reader", "rows", "schema", "writer"},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith("gateway.journal."):
+                found.add(node.module.removeprefix("gateway.journal."))
+            elif node.module == "gateway.journal":
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED_IMPORTS))
+def test_each_module_imports_only_what_its_job_needs(module):
+    assert _package_imports(PACKAGE / f"{module}.py") <= ALLOWED_IMPORTS[module]
+
+
+def test_every_module_of_the_package_is_listed_and_small():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules == set(ALLOWED_IMPORTS)
+    for path in PACKAGE.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 500, path.name
+
+
+def test_the_package_exports_every_name_imported_from_it():
+    import gateway.journal as package  # noqa: PLC0415
+
+    used = set()
+    for path in [*_sources(), *(ROOT / "tests").glob("*.py")]:
+        if path.is_relative_to(PACKAGE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "gateway.journal":
+                used.update(alias.name for alias in node.names)
+    assert used <= set(package.__all__)
+    for name in package.__all__:
+        assert hasattr(package, name), name
+
+
+# --- where the appender and a reader answer differently --------------------------------------
+
+
+def level(n: int, at: int = 1_800_000_000_000):
+    return open_new_event(
+        FoodLevelChanged(level=n), origin=Origin.FEEDER, now_ms=at, clock_synced=True
+    )
+
+
+def test_the_appender_is_not_a_reader():
+    """Composition: the two answers that differ have different names."""
+    assert not issubclass(Journal, JournalReader)
+    assert not hasattr(Journal, "read_after")
+    assert not hasattr(Journal, "cursor")
+
+
+async def test_a_saved_cursor_is_not_on_disk_until_the_writer_commits_it(tmp_path):
+    clock = FixedClock(now_ms=1_700_000_000_000)
+    journal = Journal.open(tmp_path / "j.db", clock=clock)
+    journal.CURSOR_FLUSH_S = 60  # nothing commits the cursor alone during the test
+    journal.start()
+    event = await journal.append(level(1))
+    journal.register_cursor("feeder", start_at=0)
+    journal.save_cursor("feeder", event.seq)
+    journal.add_dead_letter("feeder", event.seq, "refused")
+    assert journal.saved_cursor("feeder") == event.seq
+    assert journal.reader.cursor("feeder") is None  # not written yet
+    await journal.aclose()  # stopping commits what is waiting
+    with JournalReader.open(tmp_path / "j.db") as reader:
+        (info,) = reader.cursors()
+        assert (info.sink, info.seq) == ("feeder", event.seq)
+        assert info.updated_at_ms == clock.now_ms()  # time comes from the Clock
+        assert reader.dead_letters() == [("feeder", event.seq, "refused", clock.now_ms())]
+
+
+async def test_read_visible_serves_from_memory_what_read_after_reads_from_disk(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    journal.start()
+    written = [await journal.append(level(i)) for i in range(5)]
+    assert journal.read_visible(0) == journal.reader.read_after(0) == written
+    assert journal.read_visible(2, upto=4) == written[2:4]
+    await journal.aclose()
+
+
+def test_the_retry_back_off_is_a_backoff(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    assert isinstance(journal.retry, Backoff)
+    assert (journal.retry.first_s, journal.retry.max_s) == (
+        Journal.RETRY_FIRST_S,
+        Journal.RETRY_MAX_S,
+    )
+    journal.close()
+
+
+async def test_a_replays_own_cursor_and_count(tmp_path):
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    journal.start()
+    for i in range(10):
+        await journal.append(level(i, at=1_800_000_000_000 + i))
+    await journal.aclose()
+    clock = FixedClock(now_ms=1_700_000_000_123)
+    own = OwnCursor(path, "replay:r", clock)
+    try:
+        assert own.get() is None
+        own.save(7)
+        assert own.get() == 7
+    finally:
+        own.close()
+    with JournalReader.open(path) as reader:
+        assert reader.cursor("replay:r") == 7
+        assert reader.cursors()[0].updated_at_ms == clock.now_ms()
+        since = 1_800_000_000_003
+        assert reader.count(from_seq=3, since_ms=since) == len(
+            list(reader.query(from_seq=3, since_ms=since))
+        )
+        assert reader.count() == 10
