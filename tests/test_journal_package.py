@@ -4,14 +4,17 @@ and where the daemon's appender answers differently from a reader."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.backoff import Backoff
 from gateway.clock import FixedClock
-from gateway.events import FoodLevelChanged, Origin
+from gateway.events import FoodLevelChanged, Origin, canonical_json
 from gateway.journal import Journal, JournalReader, OwnCursor, open_new_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +187,11 @@ async def test_a_replays_own_cursor_and_count(tmp_path):
             list(reader.query(from_seq=3, since_ms=since))
         )
         assert reader.count() == 10
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.text(), st.integers(), st.booleans(), st.none())))
+def test_the_stored_payload_text_is_json_dumps_with_the_canonical_options(data):
+    """canonical_json keeps one encoder (for speed); its text must not change, or new rows
+    would hash differently from old ones written with json.dumps."""
+    expected = json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    assert canonical_json(data) == expected

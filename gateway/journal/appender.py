@@ -93,7 +93,7 @@ class Journal:
         self.retry = Backoff(self.RETRY_FIRST_S, self.RETRY_MAX_S)
         self._writer: CommitThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: asyncio.Event | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # woken by _notify
         self.health = WriterHealth()
 
     # --- opening ---------------------------------------------------------------------------
@@ -174,7 +174,6 @@ class Journal:
     def start(self) -> None:
         """Start the writer thread; call from the running event loop."""
         self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
         self._writer = CommitThread(
             self._writer_conn,
             tail_hash=self._tail_hash,
@@ -282,20 +281,31 @@ class Journal:
     async def wait_beyond(self, seq: int) -> None:
         """Return once an event with a seq above ``seq`` is readable (durable or held)."""
         while self.visible_seq <= seq:
-            assert self._changed is not None
-            await self._changed.wait()
+            await self._next_change()
 
     async def wait_durable(self, seq: int) -> None:
         """Return once every event up to ``seq`` is committed (held ones included, once the
         disk takes them again)."""
         while self.durable_seq < seq:
-            assert self._changed is not None
-            await self._changed.wait()
+            await self._next_change()
+
+    async def _next_change(self) -> None:
+        """Wait for the next commit, failure or held event."""
+        if self._loop is None:
+            raise JournalError("Journal.start() first")
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def _notify(self) -> None:
-        assert self._changed is not None
-        self._changed.set()
-        self._changed = asyncio.Event()
+        # Plain futures rather than an asyncio.Event replaced at every commit: with no sink
+        # waiting (a burst, or sinks busy sending) this is one list check per commit.
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter (its sink stopped)
+                    waiter.set_result(None)
 
     # --- on the loop, called by the writer thread ------------------------------------------
 
