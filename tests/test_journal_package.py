@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,15 @@ def test_the_stored_payload_text_is_json_dumps_with_the_canonical_options(data):
     would hash differently from old ones written with json.dumps."""
     expected = json.dumps(data, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     assert canonical_json(data) == expected
+
+
+def test_the_package_is_shipped():
+    """setuptools lists packages by name: a package missing from the list is left out of a
+    wheel while every test (run from the checkout) still passes."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "gateway").rglob("__init__.py")
+    }
+    assert found <= listed
