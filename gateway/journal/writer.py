@@ -32,7 +32,7 @@ from typing import Final
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
-from gateway.events import Event, NewEvent
+from gateway.events import Event, EventType, NewEvent, Origin
 from gateway.journal.chain import stored_hash
 from gateway.journal.cursors import CursorBook, DeadLetter, write_cursors, write_dead_letters
 from gateway.journal.rows import COLUMNS
@@ -59,6 +59,10 @@ class Item:
 
 
 Written = tuple[Item, str, str]  # (item, prev_hash, hash) as committed
+
+# The stored text of each type and origin. An enum's .value goes through a Python-level
+# descriptor (about 0.3 us, twice per row); a dict lookup does not.
+_TEXT: Final[dict[str, str]] = {m: m.value for m in (*EventType, *Origin)}
 
 _STOP: Final = object()
 _WAKE: Final = object()
@@ -208,7 +212,11 @@ class CommitThread:
             for item in items[len(written) :] if written else items:
                 new = item.new
                 seq, event_id, payload = item.seq, new.event_id, item.payload_json
-                type_, at_ms, origin = new.payload.TYPE.value, new.occurred_at_ms, new.origin.value
+                type_, at_ms, origin = (
+                    _TEXT[new.payload.TYPE],
+                    new.occurred_at_ms,
+                    _TEXT[new.origin],
+                )
                 synced, recovered = 1 if new.clock_synced else 0, 1 if item.recovered else 0
                 h = stored_hash(
                     prev, seq, event_id, type_, at_ms, synced, origin, recovered, payload
