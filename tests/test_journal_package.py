@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -64,12 +66,13 @@ ALLOWED_IMPORTS = {
     "chain": set(),
     "schema": set(),
     "rows": {"chain"},
+    "ids": set(),
     "files": {"chain", "schema"},
     "cursors": {"files"},
     "verify": {"chain", "rows"},
     "reader": {"chain", "cursors", "files", "rows", "schema", "verify"},
     "writer": {"chain", "cursors", "rows"},
-    "appender": {"chain", "cursors", "files", "reader", "rows", "schema", "writer"},
+    "appender": {"chain", "cursors", "files", "ids", "reader", "schema", "writer"},
 }
 
 
@@ -118,6 +121,16 @@ def level(n: int, at: int = 1_800_000_000_000):
     return open_new_event(
         FoodLevelChanged(level=n), origin=Origin.FEEDER, now_ms=at, clock_synced=True
     )
+
+
+def test_reading_loads_neither_the_writer_nor_asyncio():
+    """``fmfb journal list`` pays only for what reading needs (start-up on a Pi)."""
+    code = (
+        "import sys; from gateway.journal import JournalReader; "
+        "print(sorted({'asyncio', 'uuid6', 'ctypes', 'gateway.journal.writer'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_appender_is_not_a_reader():

@@ -5,7 +5,8 @@ One job per module:
 - ``chain``     the bytes each row's SHA-256 covers (the one layout), and row checks
 - ``schema``    the tables, the schema version, migrations
 - ``files``     is this file a journal; the one-appender lock; connections; set-aside
-- ``rows``      the stored columns, and an Event or ChainRow from a row; new event ids
+- ``rows``      the stored columns, and an Event or ChainRow from a row
+- ``ids``       new event ids (UUIDv7) and NewEvents made with them
 - ``reader``    :class:`JournalReader`: committed events, queries, cursors, backlog
 - ``cursors``   sinks' cursors and dead letters: reads, the writer's book, a replay's own row
 - ``verify``    every row rechecked through ``chain.layout``
@@ -15,14 +16,31 @@ One job per module:
 No module outside this package runs SQL against the journal's tables (a test checks it):
 projections and replays read through :class:`JournalReader`, a replay writes its cursor
 through :class:`OwnCursor`.
+
+The appender's names load on first use, so that a command that only reads (``fmfb journal
+list``) does not import asyncio, the writer thread or uuid6.
 """
 
-from gateway.journal.appender import Journal, WriterHealth
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gateway.journal.chain import GENESIS_HASH, ChainRow
 from gateway.journal.cursors import CursorInfo, OwnCursor, Pending
 from gateway.journal.files import inspect_file
 from gateway.journal.reader import FoldRow, JournalReader
-from gateway.journal.rows import new_event_id, open_new_event
+
+if TYPE_CHECKING:
+    from gateway.journal.appender import Journal, WriterHealth
+    from gateway.journal.ids import new_event_id, open_new_event
+
+_LAZY = {
+    "Journal": "gateway.journal.appender",
+    "WriterHealth": "gateway.journal.appender",
+    "new_event_id": "gateway.journal.ids",
+    "open_new_event": "gateway.journal.ids",
+}
 
 __all__ = [
     "GENESIS_HASH",
@@ -38,3 +56,12 @@ __all__ = [
     "new_event_id",
     "open_new_event",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value

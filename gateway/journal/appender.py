@@ -35,8 +35,8 @@ from gateway.journal.files import (
     inspect_file,
     set_aside,
 )
+from gateway.journal.ids import new_event_id
 from gateway.journal.reader import JournalReader
-from gateway.journal.rows import new_event_id
 from gateway.journal.schema import SCHEMA_VERSION, migrate
 from gateway.journal.writer import CommitThread, Item, Written
 

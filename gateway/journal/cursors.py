@@ -14,10 +14,13 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.clock import Clock
 from gateway.errors import JournalError
 from gateway.journal.files import connect_read_write
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock  # a reader needs no clock (nor ctypes, which it loads)
 
 DeadLetter = tuple[str, int, str, int]  # (sink, seq, error, at_ms)
 

@@ -1,4 +1,4 @@
-"""The stored row: its columns, what a reader makes of one, and how a new event is made."""
+"""The stored row: its columns, and what a reader makes of one (an Event or a ChainRow)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import json
 import sqlite3
 from typing import Any, Final
 
-import uuid6
-
-from gateway.events import Event, NewEvent, Origin, payload_from_dict
+from gateway.events import Event, Origin, payload_from_dict
 from gateway.journal.chain import ChainRow
 
 # In the order of the events table, which is also the order every query here selects.
@@ -17,24 +15,6 @@ COLUMNS: Final = (
 )
 
 Stored = sqlite3.Row | tuple[Any, ...]
-
-
-def new_event_id() -> str:
-    """A UUIDv7: time-ordered, unique. Order still comes from seq, never from the id."""
-    return str(uuid6.uuid7())
-
-
-def open_new_event(
-    payload: Any, *, origin: Origin, now_ms: int, clock_synced: bool, event_id: str | None = None
-) -> NewEvent:
-    """A NewEvent with a fresh UUIDv7 (or the given id)."""
-    return NewEvent(
-        event_id=event_id or new_event_id(),
-        occurred_at_ms=now_ms,
-        clock_synced=clock_synced,
-        origin=origin,
-        payload=payload,
-    )
 
 
 def to_chain(row: Stored) -> ChainRow:
