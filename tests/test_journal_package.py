@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from waiting import wait_for
 
 from gateway.backoff import Backoff
 from gateway.clock import FixedClock
@@ -221,3 +222,29 @@ def test_the_package_is_shipped():
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "gateway").rglob("__init__.py")
     }
     assert found <= listed
+
+
+async def test_a_cursor_rides_with_the_next_commit(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    journal.CURSOR_FLUSH_S = 60  # only an event's commit can take it
+    journal.start()
+    first = await journal.append(level(1))
+    journal.register_cursor("feeder", start_at=0)
+    journal.save_cursor("feeder", first.seq)
+    commits = journal.health.commits
+    await journal.append(level(2))
+    assert journal.health.commits == commits + 1  # one fsync for the event and the cursor
+    assert journal.reader.cursor("feeder") == first.seq
+    await journal.aclose()
+
+
+async def test_a_cursor_alone_is_written_after_the_flush_time(tmp_path):
+    journal = Journal.open(tmp_path / "j.db")
+    journal.CURSOR_FLUSH_S = 0.05
+    journal.start()
+    event = await journal.append(level(1))
+    journal.register_cursor("feeder", start_at=0)
+    journal.save_cursor("feeder", event.seq)
+    wait_for(lambda: journal.reader.cursor("feeder") == event.seq, what="the cursor on disk")
+    assert journal.durable_seq == event.seq  # no event was written to carry it
+    await journal.aclose()

@@ -188,6 +188,7 @@ class Journal:
             stop_grace_s=self.STOP_GRACE_S,
         )
         self._writer.start()
+        self._writer.wake()  # cursors registered before start() are written like any other
 
     async def aclose(self) -> None:
         """Commit everything queued, then stop the writer and close the connections."""
