@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -18,6 +19,7 @@ from waiting import wait_for
 
 from gateway.backoff import Backoff
 from gateway.clock import FixedClock
+from gateway.errors import JournalCorruptError
 from gateway.events import FoodLevelChanged, Origin, canonical_json
 from gateway.journal import Journal, JournalReader, OwnCursor, open_new_event
 
@@ -248,3 +250,22 @@ async def test_a_cursor_alone_is_written_after_the_flush_time(tmp_path):
     wait_for(lambda: journal.reader.cursor("feeder") == event.seq, what="the cursor on disk")
     assert journal.durable_seq == event.seq  # no event was written to carry it
     await journal.aclose()
+
+
+async def test_a_journal_unreadable_past_its_header_is_refused_as_corrupt_and_left_unlocked(
+    tmp_path,
+):
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    journal.start()
+    await journal.append(level(1))
+    await journal.aclose()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE meta")  # still marked as a journal; its meta is gone
+    conn.close()
+    for _ in range(2):  # the second try is refused the same way: the lock was released
+        with pytest.raises(JournalCorruptError):
+            Journal.open(path)
+    replacement = Journal.open_or_set_aside(path)
+    assert replacement.reader.meta()["predecessor"].startswith("j.db.damaged-")
+    replacement.close()

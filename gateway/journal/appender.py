@@ -130,13 +130,16 @@ class Journal:
         except sqlite3.DatabaseError as e:
             lock.release()
             raise JournalCorruptError(f"{path}: cannot be opened as a journal: {e}") from e
-        journal = cls(reader, writer, lock, clock)
         try:
+            journal = cls(reader, writer, lock, clock)  # reads meta, tail and cursors
             journal._check_tail()
-        except JournalError:
-            journal._writer_conn.close()
-            journal.close()
-            raise
+        except (JournalError, sqlite3.DatabaseError) as e:
+            writer.close()
+            reader.close()
+            lock.release()
+            if isinstance(e, JournalError):
+                raise
+            raise JournalCorruptError(f"{path}: unreadable as a journal: {e}") from e
         return journal
 
     @classmethod
