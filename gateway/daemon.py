@@ -18,18 +18,14 @@ import contextlib
 import logging
 import os
 import signal
-import time
-from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.chain import GENESIS_HASH
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
-from gateway.errors import JournalCorruptError
 from gateway.events import GatewayStarted, GatewayStopped, Origin
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
@@ -45,43 +41,6 @@ from gateway.status import FeederStatus, GatewayStatus, JournalStatus
 log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
-
-
-def open_journal(path: Path) -> Journal:
-    """Open the journal; a damaged one is set aside untouched and a new one links to it."""
-    try:
-        return Journal.open(path)
-    except JournalCorruptError as e:
-        last_hash = _last_hash_of_damaged(path)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = path.with_name(f"{path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            part = Path(f"{path}{suffix}")
-            if part.exists():
-                part.rename(Path(f"{aside}{suffix}"))
-        log.critical(
-            "journal %s could not be opened (%s): set aside as %s, untouched; a new journal "
-            "starts from its last known hash %s",
-            path,
-            e,
-            aside.name,
-            last_hash[:12],
-        )
-        return Journal.open(path, genesis_hash=last_hash, predecessor=aside.name)
-
-
-def _last_hash_of_damaged(path: Path) -> str:
-    import sqlite3  # noqa: PLC0415 - only on this rare path
-
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return GENESIS_HASH
-    return str(row[0]) if row else GENESIS_HASH
 
 
 class Daemon:
@@ -108,7 +67,7 @@ class Daemon:
         cfg = self.config
         for notice in cfg.deprecated:
             log.warning("%s", notice)
-        journal = open_journal(cfg.journal_file)
+        journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
         journal.start()
         self.journal = journal
         policy = cfg.policy
@@ -121,14 +80,16 @@ class Daemon:
         window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
         window_ms += 60_000
         now = self.clock.now_ms()
-        state = fold_recent_state(journal, window_ms, now)
+        state = fold_recent_state(journal.reader, window_ms, now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
         intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
         self.intake = intake
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
         # Presses already sent to EventBridge may still echo back after a restart.
-        rebuild_echoes(journal, echoes, upto_seq=journal.cursor("eventbridge") or 0, now_ms=now)
+        rebuild_echoes(
+            journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
+        )
         self.inputs = self._inputs(intake)
 
     def _inputs(self, intake: Intake) -> list[Input]:

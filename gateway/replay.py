@@ -119,21 +119,6 @@ class Selection:
             and (not self.types or event.type.value in self.types)
         )
 
-    def where(self, after: int, end: int) -> tuple[str, list[Any]]:
-        """SQL condition and arguments for the selected events in (after, end]."""
-        clauses = ["seq > ?", "seq <= ?"]
-        args: list[Any] = [after, end]
-        if self.since_ms is not None:
-            clauses.append("occurred_at_ms >= ?")
-            args.append(self.since_ms)
-        if self.until_ms is not None:
-            clauses.append("occurred_at_ms < ?")
-            args.append(self.until_ms)
-        if self.types:
-            clauses.append(f"type IN ({','.join('?' * len(self.types))})")
-            args.extend(self.types)
-        return " AND ".join(clauses), args
-
 
 def replay_detail(event: Event, gateway_id: str, name: str) -> dict[str, Any]:
     """What every target receives for ``event``: the cloud detail, marked."""

@@ -9,4 +9,4 @@ from gateway.events import Event, EventType
 def journaled(daemon: Daemon, *types: EventType) -> list[Event]:
     """Durable events of ``types``, in seq order."""
     assert daemon.journal is not None
-    return list(daemon.journal.query(types=[t.value for t in types]))
+    return list(daemon.journal.reader.query(types=[t.value for t in types]))

@@ -364,7 +364,7 @@ def requests_held(daemon: Daemon, from_seq: int) -> list[Event]:
     assert daemon.journal is not None
     return [
         e
-        for e in daemon.journal.read_after(from_seq - 1, 1000)
+        for e in daemon.journal.read_visible(from_seq - 1, 1000)
         if e.type is EventType.FEED_REQUESTED
     ]
 

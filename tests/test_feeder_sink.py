@@ -273,7 +273,7 @@ async def test_request_while_broker_down_is_journaled_then_sent(tmp_path, broker
         event = await asyncio.wait_for(daemon.intake.request_feed(LEFT), timeout=5)
         # Durable now, with the broker down.
         assert not event.held
-        stored = daemon.journal.get(event.seq)
+        stored = daemon.journal.reader.get(event.seq)
         assert stored is not None
         assert stored.payload == event.payload
         assert daemon.sinks[0].published == 0  # type: ignore[attr-defined]

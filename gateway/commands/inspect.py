@@ -22,11 +22,11 @@ from typing import Any
 
 import click
 
-from gateway.chain import row_hash
 from gateway.commands.common import EXIT_REJECTED, fail, iso, open_reader, summary, when
 from gateway.commands.options import config_option, journal_option
 from gateway.events import Event, EventType, Origin
 from gateway.journal import JournalReader
+from gateway.journal.chain import row_hash
 
 CSV_COLUMNS = (
     "seq",
