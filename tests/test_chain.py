@@ -101,7 +101,8 @@ def test_chain_hash_matches_hashlib_for_any_row(prev: str, **fields: Any) -> Non
 
 
 def documented_shell_command() -> str:
-    """The ``printf ... | sha256sum`` pipeline exactly as gateway.journal.chain's docstring shows it."""
+    """The ``printf ... | sha256sum`` pipeline exactly as gateway.journal.chain's docstring
+    shows it."""
     doc = gateway.journal.chain.__doc__
     assert doc is not None
     match = re.search(r"printf .*?\| sha256sum", doc, re.DOTALL)
