@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, redact
 from gateway.chain import GENESIS_HASH
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -301,6 +301,8 @@ def configure_logging(level: str) -> None:
         level=level,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # At every level, DEBUG included (botocore's request headers): no secret is written.
+    redact.install()
 
 
 async def run_daemon(config: Config) -> int:

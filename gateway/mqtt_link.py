@@ -21,6 +21,7 @@ from paho.mqtt.properties import Properties
 from gateway.backoff import Backoff
 from gateway.config import BrokerConfig
 from gateway.errors import ConfigError
+from gateway.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class MqttLink:
             )
         # Read at each connect, never kept on the link or logged.
         username, password = self.broker.credentials(self.client_id)
+        register_secret(password)
         return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
