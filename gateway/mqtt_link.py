@@ -17,6 +17,7 @@ from typing import TypeVar
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import Backoff
 from gateway.config import BrokerConfig
@@ -83,8 +84,18 @@ class LinkClient:
     def __init__(self, client: aiomqtt.Client) -> None:
         self._client = client
 
-    async def subscribe(self, topics: list[tuple[str, int]]) -> None:
-        await honour_cancellation(self._client.subscribe(topics))
+    async def subscribe(
+        self, topics: list[tuple[str, int]], *, retain_as_published: bool = False
+    ) -> None:
+        """``retain_as_published``: keep the retain flag on messages forwarded live too (MQTT 5
+        clears it by default), so a receiver can refuse every retained message, not only the
+        ones the broker replays on subscribing."""
+        request: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]] = topics
+        if retain_as_published:
+            request = [
+                (topic, SubscribeOptions(qos=qos, retainAsPublished=True)) for topic, qos in topics
+            ]
+        await honour_cancellation(self._client.subscribe(request))
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int, properties: Properties | None = None
