@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import click
 from gateway.commands.common import (
     EXIT_REJECTED,
     EXIT_USAGE,
+    age,
     call_gateway,
     fail,
+    iso,
     load_config,
 )
 from gateway.commands.options import config_option
@@ -122,4 +125,8 @@ def _report_outcome(answer: dict[str, Any]) -> None:
         click.echo(f"accepted: feed {bowls} (seq {event['seq']}, request {p['request_id']}){held}")
         return
     click.echo(f"refused: feed {bowls}: {p['reason']} (seq {event['seq']}){held}")
+    next_ms = answer.get("next_allowed_at_ms")
+    if isinstance(next_ms, int):
+        wait_ms = next_ms - time.time_ns() // 1_000_000
+        click.echo(f"next feed of {bowls} allowed at {iso(next_ms)} UTC (in {age(wait_ms)})")
     sys.exit(EXIT_REJECTED)
