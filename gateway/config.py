@@ -301,6 +301,18 @@ class CloudConfig(_Section):
     echo_window_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 600
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics (gateway/metrics.py): both off by default."""
+
+    # An HTTP endpoint (GET /metrics) on this port; loopback only unless ``address`` says so.
+    port: Port | None = None
+    address: str = "127.0.0.1"
+    # A node_exporter textfile collector file (e.g.
+    # /var/lib/prometheus/node-exporter/fmfb.prom), rewritten atomically every ``every_s``.
+    textfile: Path | None = None
+    every_s: Annotated[float, Field(strict=True, ge=1, le=3600, allow_inf_nan=False)] = 15.0
+
+
 class Config(_Section):
     gateway_id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         default_factory=socket.gethostname
@@ -317,6 +329,7 @@ class Config(_Section):
     buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     # Sentences naming the keys of an older file that were moved (see MOVED_KEYS).
     _deprecated: list[str] = PrivateAttr(default_factory=list)

@@ -496,6 +496,9 @@ class Journal(JournalReader):
         self._changed: asyncio.Event | None = None
         self.health = WriterHealth()
         self._lock_fd: int | None = None
+        # Metrics hook (issue 10): called on the writer thread with each successful commit's
+        # duration in seconds. Must be quick and thread-safe; None: not measured.
+        self.on_commit: Callable[[float], None] | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -787,7 +790,7 @@ class Journal(JournalReader):
                 letters = list(self._dead_letters)
             if backlog or cursors or letters:
                 try:
-                    written = self._commit(backlog, cursors, letters)
+                    written = self._timed_commit(backlog, cursors, letters)
                 except sqlite3.Error as e:
                     with self._lock:
                         self._failing = True
@@ -837,6 +840,19 @@ class Journal(JournalReader):
         if isinstance(got, _Item):
             backlog.append(got)
         return stopping_since
+
+    def _timed_commit(
+        self,
+        items: Sequence[_Item],
+        cursors: dict[str, int],
+        letters: Sequence[tuple[str, int, str, int]],
+    ) -> list[tuple[_Item, str, str]]:
+        """:meth:`_commit`, its duration handed to the ``on_commit`` hook (metrics)."""
+        began = time.perf_counter()
+        written = self._commit(items, cursors, letters)
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - began)
+        return written
 
     def _commit(
         self,
