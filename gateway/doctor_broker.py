@@ -134,7 +134,7 @@ def broker_checks(config: Config, status: GatewayStatus | None) -> list[Finding]
     if any(f.outcome is Outcome.FAIL for f in findings):
         return findings  # nothing else can be learnt from a broker we cannot reach
     findings.append(_anonymous(config.broker))
-    findings.append(_acl(config))
+    findings.append(_acl(config, running=status is not None))
     return findings
 
 
@@ -192,7 +192,10 @@ def _anonymous(broker: BrokerConfig) -> Finding:
 
 
 def _users(broker: BrokerConfig, gateway_id: str) -> tuple[list[str], list[str]]:
-    """(watchers, intruders) among the users whose credentials this process can read."""
+    """(watchers, intruders) among the users whose credentials this process can read: a
+    watcher may read everything (a monitor user: not the gateway's, the feeder's, a button's
+    or zigbee2mqtt's, whose sessions a connection in their name would kick); an intruder is a
+    button, else the gateway's buttons link."""
     folder = broker.credentials_dir
     if folder is None or not folder.is_dir():
         return [], []
@@ -214,7 +217,7 @@ def _users(broker: BrokerConfig, gateway_id: str) -> tuple[list[str], list[str]]
     return watchers, intruders
 
 
-def _acl(config: Config) -> Finding:
+def _acl(config: Config, *, running: bool) -> Finding:
     check = "broker acl"
     broker = config.broker
     action = config.topics.action
@@ -224,6 +227,10 @@ def _acl(config: Config) -> Finding:
     open_broker = _anonymous(broker).outcome is Outcome.FAIL
     if not open_broker:
         watchers, intruders = _users(broker, config.gateway_id)
+        if running and intruders and not intruders[0].startswith(ROLE_PREFIXES):
+            # Only the gateway's own buttons user is left to play the intruder, and connecting
+            # as it would kick the running gateway's buttons link.
+            intruders = []
         if not watchers or not intruders:
             return skip(
                 check,

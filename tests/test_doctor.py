@@ -221,3 +221,51 @@ def test_the_command_prints_fixes_json_and_exits_1_on_failure(tmp_path: Path) ->
     assert invalid.returncode == 1
     assert json.loads(invalid.stdout)[0]["check"] == "config"
     assert "policy.min_gap_s" in json.loads(invalid.stdout)[0]["detail"]
+
+
+def test_gpio_access_for_the_service_user(tmp_path: Path) -> None:
+    chip = tmp_path / "gpiochip0"
+    chip.write_bytes(b"")
+    chip.chmod(0o600)  # root's alone
+    config = write(
+        tmp_path, {"buttons": {"pin_factory": "auto", "gpio": [{"name": "k", "pin": 17}]}}
+    )
+
+    def gpio(**kw: Any) -> Finding:
+        env = Environment(
+            clock_synced=lambda: True,
+            gateway_status=lambda _p: None,
+            broker=False,
+            gpio_chips=lambda: [chip],
+            **kw,
+        )
+        return by_check(run(config, env))["gpio"]
+
+    refused = gpio(service_user="nobody")
+    assert refused.outcome is Outcome.FAIL
+    assert f"nobody may not open {chip}" in refused.detail
+    assert "usermod -aG gpio nobody" in refused.fix
+    chip.chmod(0o666)
+    assert gpio(service_user="nobody").outcome is Outcome.PASS
+    missing = Environment(
+        clock_synced=lambda: True, gateway_status=lambda _p: None, broker=False, gpio_chips=list
+    )
+    assert by_check(run(config, missing))["gpio"].outcome is Outcome.FAIL
+    assert gpio(service_user="no-such-user-fmfb").outcome is Outcome.FAIL
+
+
+def test_cloud_credentials_against_moto(moto: Any, feeds: Any, tmp_path: Path) -> None:
+    from gateway.devstack.aws import AWS_TEST_ENV  # noqa: PLC0415 - boto3 only here
+
+    env = Environment(clock_synced=lambda: True, gateway_status=lambda _p: None, broker=False)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in AWS_TEST_ENV.items():
+            mp.setenv(key, value)
+        good = write(tmp_path, {"sinks": {"eventbridge": {"endpoint_url": moto.url}}})
+        passed = by_check(run(good, env))["cloud credentials"]
+        missing_bus = {"endpoint_url": moto.url, "bus": "no-such-bus", "max_attempts": 1}
+        failed = by_check(run(write(tmp_path, {"sinks": {"eventbridge": missing_bus}}), env))
+    assert passed.outcome is Outcome.PASS, passed
+    cloud = failed["cloud credentials"]
+    assert cloud.outcome is Outcome.FAIL
+    assert "no-such-bus" in cloud.detail and "ResourceNotFoundException" in cloud.detail
