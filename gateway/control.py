@@ -26,8 +26,19 @@ from typing import Any
 
 from gateway.counters import InputCounters
 from gateway.errors import ControlError, PayloadError
-from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
+from gateway.events import (
+    ClickType,
+    Event,
+    FeedRejected,
+    Origin,
+    RejectReason,
+    optional,
+    parse_bowls,
+    parse_enum,
+    require,
+)
 from gateway.intake import FeedCommand, Intake
+from gateway.policy import next_allowed_ms
 from gateway.status import GatewayStatus, InputStatus
 
 log = logging.getLogger(__name__)
@@ -124,7 +135,7 @@ class ControlServer:
                 portion_ms=_portion(request),
             )
             event = await self.intake.request_feed(command)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "press":
             self.received += 1
             button = require(request, "button", str)
@@ -133,7 +144,7 @@ class ControlServer:
                 raise PayloadError("button", f"no button {button!r} (known: {known})")
             click = parse_enum(ClickType, "click", require(request, "click", str).upper())
             event = await self.intake.click_nowait(button, click)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "expect-echoes":
             seqs = require(request, "seqs", list)
             if len(seqs) > MAX_ECHO_SEQS or not all(
@@ -142,6 +153,20 @@ class ControlServer:
                 raise PayloadError("seqs", f"a list of at most {MAX_ECHO_SEQS} positive seqs")
             return {"ok": True, "credits": self.intake.expect_echoes(seqs)}
         raise PayloadError("op", f"unknown operation {op!r} (feed, press, status, expect-echoes)")
+
+    def _feed_answer(self, event: Event) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": True, "event": event.to_dict(), "held": event.held}
+        payload = event.payload
+        if isinstance(payload, FeedRejected) and payload.reason in _LIMIT_REASONS:
+            # A person refused by a limit wants to know when to try again.
+            intake = self.intake
+            answer["next_allowed_at_ms"] = next_allowed_ms(
+                payload.bowls, intake.state, intake.limits, intake.clock.now_ms()
+            )
+        return answer
+
+
+_LIMIT_REASONS = frozenset({RejectReason.TOO_SOON.value, RejectReason.CAP.value})
 
 
 def _portion(request: Mapping[str, Any]) -> int | None:

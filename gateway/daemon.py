@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
-from typing import Any
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from gateway import __version__
+from gateway import __version__, redact
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
@@ -32,11 +35,15 @@ from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
+from gateway.latency import CommitTimes
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
 from gateway.sinks.registry import build_sinks
-from gateway.status import FeederStatus, GatewayStatus, JournalStatus
+from gateway.status import FeederStatus, GatewayStatus, JournalStatus, SinkStatus
+
+if TYPE_CHECKING:
+    from gateway.metrics_export import MetricsExporter
 
 log = logging.getLogger("gateway.daemon")
 
@@ -60,6 +67,8 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.inputs: list[Input] = []
         self.ready = asyncio.Event()
+        self.commit_times = CommitTimes()
+        self.metrics: MetricsExporter | None = None
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -68,6 +77,7 @@ class Daemon:
         for notice in cfg.deprecated:
             log.warning("%s", notice)
         journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
+        journal.on_commit = self.commit_times.observe
         journal.start()
         self.journal = journal
         policy = cfg.policy
@@ -149,6 +159,9 @@ class Daemon:
                     tasks.create_task(part.run(), name=f"input:{part.name}") for part in self.inputs
                 ]
                 spawned.append(tasks.create_task(self._status_loop(), name="status"))
+                metrics = self.config.metrics
+                if metrics.port is not None or metrics.textfile is not None:
+                    spawned.append(tasks.create_task(self._metrics(), name="metrics"))
                 watchdog = self.notifier.watchdog_interval_s()
                 if watchdog is not None:
                     spawned.append(
@@ -193,6 +206,13 @@ class Daemon:
             if stopped.done() and not stopped.result().held:
                 log.info("gateway stopped cleanly at seq %d", stopped.result().seq)
 
+    async def _metrics(self) -> None:
+        # Imported here: prometheus_client loads only when metrics are configured.
+        from gateway.metrics_export import MetricsExporter  # noqa: PLC0415
+
+        self.metrics = MetricsExporter(self.config.metrics, self.status)
+        await self.metrics.run()
+
     async def _status_loop(self) -> None:
         last = ""
         while True:
@@ -213,6 +233,9 @@ class Daemon:
     def status(self) -> GatewayStatus:
         journal = self.journal
         state = self.intake.state if self.intake else None
+        counts, commit_s = self.commit_times.snapshot()
+        policy = self.config.policy
+        now = self.clock.now_ms()
         return GatewayStatus(
             version=__version__,
             gateway_id=self.config.gateway_id,
@@ -224,15 +247,39 @@ class Daemon:
                 disk_failing=journal.health.failing if journal else False,
                 held=journal.health.held if journal else 0,
                 last_error=journal.health.last_error if journal else None,
+                size_bytes=_size_on_disk(journal.path) if journal else 0,
+                commit_counts=counts,
+                commit_seconds=commit_s,
             ),
             feeder=FeederStatus(
                 online=state.feeder_online if state else None,
                 food_level=state.food_level if state else None,
+                feeds_in_period={
+                    bowl.value: sum(1 for t in times if now - policy.cap_period_s * 1000 < t)
+                    for bowl, times in state.feeds.items()
+                }
+                if state
+                else {},
+                cap_per_bowl=policy.cap_per_bowl,
+                cap_period_s=policy.cap_period_s,
             ),
-            sinks=tuple(s.status() for s in self.sinks),
+            sinks=tuple(self._with_oldest(s.status()) for s in self.sinks),
             inputs=tuple(part.status() for part in self.inputs),
             bad_inputs=dict(self.counters.counts),
         )
+
+    def _with_oldest(self, status: SinkStatus) -> SinkStatus:
+        """The sink's status with the recorded time of the first event it has not finished
+        (one primary-key read; none when there is no backlog or it is held in memory)."""
+        if self.journal is None or status.backlog <= 0:
+            return status
+        try:
+            first = self.journal.reader.get(status.cursor + 1)
+        except sqlite3.Error:
+            return status  # a failing disk must not take the status down with it
+        if first is None:
+            return status
+        return dataclasses.replace(status, oldest_pending_ms=first.occurred_at_ms)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS: what a person checking `systemctl status` needs."""
@@ -256,12 +303,23 @@ class Daemon:
         return " · ".join(parts)
 
 
+def _size_on_disk(path: Path) -> int:
+    """The journal's bytes: the database and its write-ahead log."""
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += Path(f"{path}{suffix}").stat().st_size
+    return total
+
+
 def configure_logging(level: str) -> None:
     # stderr, no timestamps: journald adds its own, and a line per event is enough.
     logging.basicConfig(
         level=level,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # At every level, DEBUG included (botocore's request headers): no secret is written.
+    redact.install()
 
 
 async def run_daemon(config: Config) -> int:

@@ -19,7 +19,7 @@ import itertools
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +95,9 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []  # woken by _notify
         self.health = WriterHealth()
+        # Called on the writer thread with each successful commit's duration in seconds (the
+        # metrics' histogram). Must be quick and thread-safe; None: not measured.
+        self.on_commit: Callable[[float], None] | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -187,6 +190,7 @@ class Journal:
             on_committed=self._on_committed,
             on_failed=self._on_failed,
             on_lost=self._on_lost,
+            on_commit_time=self._commit_timed,
             cursor_flush_s=self.CURSOR_FLUSH_S,
             stop_grace_s=self.STOP_GRACE_S,
         )
@@ -348,6 +352,11 @@ class Journal:
         self.health.failing = True
         self.health.last_error = error
         self._resolve_held(items)
+
+    def _commit_timed(self, seconds: float) -> None:
+        hook = self.on_commit
+        if hook is not None:
+            hook(seconds)
 
     def _on_committed(self, written: list[Written]) -> None:
         held = self._held
