@@ -321,19 +321,7 @@ class Journal:
         for item in items:
             if item.future.done():
                 continue
-            new = item.new
-            event = Event(
-                item.seq,
-                new.event_id,
-                new.occurred_at_ms,
-                new.clock_synced,
-                new.origin,
-                new.payload,
-                item.recovered,
-                "",
-                "",
-                True,
-            )
+            event = _event_of(item, "", "", held=True)
             self._held[item.seq] = event
             self.visible_seq = max(self.visible_seq, item.seq)
             item.future.set_result(event)
@@ -365,19 +353,7 @@ class Journal:
         for item, prev_hash, hash_ in written:
             if held and held.pop(item.seq, None) is not None:
                 recovered += 1
-            new = item.new
-            # Positional: this runs once per event on the loop, and keywords cost more.
-            event = Event(
-                item.seq,
-                new.event_id,
-                new.occurred_at_ms,
-                new.clock_synced,
-                new.origin,
-                new.payload,
-                item.recovered,
-                prev_hash,
-                hash_,
-            )
+            event = _event_of(item, prev_hash, hash_)
             future = item.future
             if not future.done():
                 future.set_result(event)
@@ -432,3 +408,21 @@ def _init_meta(
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows.items())
     conn.execute("COMMIT")
+
+
+def _event_of(item: Item, prev_hash: str, hash_: str, *, held: bool = False) -> Event:
+    """The event an appended item became (``held``: in memory, without its chain hash yet)."""
+    new = item.new
+    # Positional: this runs once per event on the loop, and keywords cost more.
+    return Event(
+        item.seq,
+        new.event_id,
+        new.occurred_at_ms,
+        new.clock_synced,
+        new.origin,
+        new.payload,
+        item.recovered,
+        prev_hash,
+        hash_,
+        held,
+    )
