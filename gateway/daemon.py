@@ -30,10 +30,11 @@ from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
 from gateway.errors import JournalCorruptError
-from gateway.events import GatewayStarted, GatewayStopped, Origin
+from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
+from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.notify import Notifier
@@ -45,6 +46,7 @@ from gateway.status import FeederStatus, GatewayStatus, JournalStatus
 log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
+SCHEDULE_MEMORY_MS = 8 * 86_400_000
 
 
 def open_journal(path: Path) -> Journal:
@@ -153,9 +155,28 @@ class Daemon:
                     self.counters,
                 )
             )
+        schedule = self._schedule(intake)
+        if schedule is not None:
+            inputs.append(schedule)
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
-        inputs.append(ControlServer(cfg.control_path, intake, names, self.status, self.counters))
+        inputs.append(
+            ControlServer(
+                cfg.control_path, intake, names, self.status, self.counters, schedule=schedule
+            )
+        )
         return inputs
+
+    def _schedule(self, intake: Intake) -> ScheduleInput | None:
+        cfg = self.config
+        if not cfg.schedule:
+            return None
+        journal = intake.journal
+        # What a restart must remember: meals handled and skips of the last week, and the
+        # last pause (which may be older).
+        history = [e for e in [journal.last_of_types([EventType.SCHEDULE_PAUSED])] if e]
+        history += journal.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
+        plans = [s.plan() for s in cfg.schedule]
+        return ScheduleInput(plans, cfg.scheduling, intake, self.clock, history)
 
     # --- running ---------------------------------------------------------------------------
 

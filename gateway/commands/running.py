@@ -104,7 +104,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
             link = "ready"
         else:
             link = "connected" if i.connected else f"OFFLINE ({i.last_error or 'connecting'})"
-        click.echo(f"input    {i.name:<14} {link}  received {i.received}")
+        detail = f"  ({i.detail})" if i.detail else ""
+        click.echo(f"input    {i.name:<14} {link}  received {i.received}{detail}")
     f = st.feeder
     online = {True: "online", False: "offline", None: "not heard from"}[f.online]
     level = "unknown" if f.food_level is None else f"{f.food_level}%"
