@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.alert_watch import AlertWatch, home_history
 from gateway.chain import GENESIS_HASH
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -47,6 +48,7 @@ log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
 SCHEDULE_MEMORY_MS = 8 * 86_400_000
+CLOUD_SINKS = frozenset({"eventbridge", "iot-core"})  # whose backlog age raises an alert
 
 
 def open_journal(path: Path) -> Journal:
@@ -158,6 +160,19 @@ class Daemon:
         schedule = self._schedule(intake)
         if schedule is not None:
             inputs.append(schedule)
+        if cfg.alerts.enabled:
+            journal = intake.journal
+            inputs.append(
+                AlertWatch(
+                    cfg.alerts,
+                    cfg.scheduling.zone,
+                    intake,
+                    self.clock,
+                    history=home_history(journal, self.clock.now_ms()),
+                    journal_failing=lambda: journal.health.failing,
+                    oldest_unsent_ms=self._oldest_unsent_ms,
+                )
+            )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
         inputs.append(
             ControlServer(
@@ -177,6 +192,18 @@ class Daemon:
         history += journal.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
         plans = [s.plan() for s in cfg.schedule]
         return ScheduleInput(plans, cfg.scheduling, intake, self.clock, history)
+
+    def _oldest_unsent_ms(self) -> dict[str, int | None]:
+        """Per cloud sink, when its oldest unsent event happened (None: nothing waits)."""
+        journal = self.journal
+        out: dict[str, int | None] = {}
+        for sink in self.sinks:
+            if journal is None or sink.name not in CLOUD_SINKS:
+                continue
+            cursor = sink.status().cursor
+            oldest = journal.get(cursor + 1) if cursor < journal.durable_seq else None
+            out[sink.name] = None if oldest is None else oldest.occurred_at_ms
+        return out
 
     # --- running ---------------------------------------------------------------------------
 
