@@ -75,8 +75,11 @@ class AlertWatch:
         journal = self.intake.journal
         while True:
             self.check()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # lands as the journal wakes it, and the daemon would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(journal.wait_beyond(self.facts.seq), self.every_s)
+                async with asyncio.timeout(self.every_s):
+                    await journal.wait_beyond(self.facts.seq)
 
     async def close(self) -> None:
         pass

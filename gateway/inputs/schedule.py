@@ -67,8 +67,10 @@ class ScheduleInput:
         while True:
             self.tick()
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_s())
+                async with asyncio.timeout(self._sleep_s()):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         pass
