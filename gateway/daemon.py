@@ -32,8 +32,10 @@ from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
 from gateway.errors import JournalCorruptError
 from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
+from gateway.ha_discovery import HomeTopics
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
+from gateway.inputs.home_assistant import HomeAssistantCommands
 from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
@@ -41,6 +43,7 @@ from gateway.journal import Journal
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
+from gateway.sinks.home_assistant import HomeAssistantPublisher
 from gateway.sinks.registry import build_sinks
 from gateway.status import FeederStatus, GatewayStatus, JournalStatus
 
@@ -131,6 +134,8 @@ class Daemon:
         self.intake = intake
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
+        if cfg.home_assistant.enabled:
+            self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(journal, echoes, upto_seq=journal.cursor("eventbridge") or 0, now_ms=now)
         self.inputs = self._inputs(intake)
@@ -171,6 +176,18 @@ class Daemon:
                     history=home_history(journal, self.clock.now_ms()),
                     journal_failing=lambda: journal.health.failing,
                     oldest_unsent_ms=self._oldest_unsent_ms,
+                )
+            )
+        if cfg.home_assistant.enabled:
+            ha = cfg.home_assistant
+            inputs.append(
+                HomeAssistantCommands(
+                    HomeTopics.of(ha.base_topic, cfg.gateway_id, cfg.topics.availability),
+                    cfg.broker,
+                    f"fmfb-{cfg.gateway_id}-ha-commands",
+                    intake,
+                    self.counters,
+                    schedule=schedule,
                 )
             )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
