@@ -154,6 +154,13 @@ async def test_home_assistant_end_to_end(tmp_path, broker):
             assert retained_state(ha, f"{BASE}/state/left/fed_today") == "1"
             next_meal = retained_state(ha, f"{BASE}/state/next_meal")
             assert next_meal is not None and datetime.fromisoformat(next_meal).tzinfo is not None
+            # A low food report: the level sensor, and the alert, retained and in HA.
+            pub.publish("cat-feeder/states", json.dumps({"food_capacity": 8}))
+            alert = f"{BASE}/alerts/food-low"
+            await until(lambda: retained_state(ha, alert) == "ON", what="the food-low alert")
+            assert retained_state(ha, f"{BASE}/state/food_level") == "8"
+            [open_alert] = json.loads(retained_state(ha, f"{BASE}/alerts") or "[]")
+            assert open_alert["kind"] == "food-low"
             # A physical button's click is a device trigger.
             pub.publish(BUTTON_TOPIC, json.dumps({"action": "double"}))
             [click] = await ha.wait_count(f"{BASE}/button/hall/action", 1)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from gateway.clock import Clock
 from gateway.errors import ScheduleError
@@ -80,8 +81,12 @@ class ScheduleInput:
             detail = WAITING_FOR_CLOCK
         else:
             meal = self.next_meal()
-            detail = "no meal scheduled" if meal is None else f"next meal {_describe(meal)}"
+            detail = "no meal scheduled" if meal is None else self._next_text(meal)
         return InputStatus(self.name, None, received=self.fired, detail=detail)
+
+    def _next_text(self, meal: Meal) -> str:
+        local = datetime.fromtimestamp(meal.at_ms / 1000, self.zone)
+        return f"next meal {meal.schedule} at {local:%Y-%m-%d %H:%M %Z}"
 
     # --- deciding ----------------------------------------------------------------------------
 
