@@ -64,10 +64,15 @@ def meals(daemon: Daemon) -> list[Event]:
 
 
 async def looked(daemon: Daemon, times: int = 3) -> None:
-    """Until the schedule has looked at the clock ``times`` more times."""
+    """Until the schedule has looked at the clock ``times`` more times, and everything it
+    journaled meanwhile is durable (so counting the journal counts all of it)."""
     schedule = schedule_of(daemon)
     target = schedule.ticks + times
     await until(lambda: schedule.ticks >= target, what="the schedule to look at the clock")
+    journal = daemon.journal
+    assert journal is not None
+    queued = journal.visible_seq
+    await until(lambda: journal.durable_seq >= queued, what="the journal to commit")
 
 
 async def journaled_meal(daemon: Daemon, count: int) -> list[Event]:
