@@ -172,3 +172,43 @@ def alerts_in(config: Config) -> list[Any]:
     with JournalReader.open(config.journal_file) as reader:
         types = [EventType.ALERT_RAISED.value, EventType.ALERT_CLEARED.value]
         return list(reader.query(types=types))
+
+
+async def test_sink_backlog_alert_raised_by_age_and_cleared_by_delivery(
+    tmp_path, broker, moto, feeds, proxy, monkeypatch
+):
+    """A cut link to EventBridge (moto behind a fault proxy): the oldest unsent event ages
+    past the threshold by the clock; restored, the backlog drains and the alert clears."""
+    from gateway.devstack.aws import AWS_TEST_ENV  # noqa: PLC0415
+
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
+    clock = FixedClock(meal_instant(date(2026, 6, 1), time(7, 0), LONDON))
+    data = make_config(tmp_path, broker).model_dump(mode="json", exclude_none=True)
+    data["alerts"] = {"sink_backlog_min": 30, "check_every_s": 0.02}
+    data["sinks"] = {
+        "eventbridge": {
+            "endpoint_url": proxy.url,
+            "max_attempts": 1,
+            "timeout_s": 2.0,
+            "retry_min_s": 0.05,
+            "retry_max_s": 0.2,
+        }
+    }
+    config = parse_config(data)
+    proxy.refuse()
+    async with running(config, clock=clock) as daemon:
+        assert daemon.intake is not None
+        await daemon.intake.request_feed(FeedCommand((Bowl.LEFT,), Origin.CLI))
+        clock.advance(29 * MINUTE)
+        await checked(daemon)
+        assert count(daemon, AlertRaised, AlertKind.SINK_BACKLOG) == 0
+        clock.advance(2 * MINUTE)
+        await seen(daemon, AlertRaised, AlertKind.SINK_BACKLOG)
+        [raised] = [a for a in alerts(daemon) if isinstance(a, AlertRaised)]
+        assert raised.subject == "eventbridge"
+        proxy.accept()
+        await seen(daemon, AlertCleared, AlertKind.SINK_BACKLOG)
+        await checked(daemon)
+        assert count(daemon, AlertRaised, AlertKind.SINK_BACKLOG) == 1
+        assert count(daemon, AlertCleared, AlertKind.SINK_BACKLOG) == 1
