@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
+import pytest
 from inprocess import journaled
 from mqtt_probe import Publisher, until
 
@@ -174,8 +175,9 @@ def alerts_in(config: Config) -> list[Any]:
         return list(reader.query(types=types))
 
 
+@pytest.mark.usefixtures("feeds")  # moto with the bus, the rule and its target
 async def test_sink_backlog_alert_raised_by_age_and_cleared_by_delivery(
-    tmp_path, broker, moto, feeds, proxy, monkeypatch
+    tmp_path, broker, proxy, monkeypatch
 ):
     """A cut link to EventBridge (moto behind a fault proxy): the oldest unsent event ages
     past the threshold by the clock; restored, the backlog drains and the alert clears."""
