@@ -354,6 +354,8 @@ class Daemon:
         if state is not None and state.feeder_online is not None:
             level = "" if state.food_level is None else f" food {state.food_level}%"
             parts.append(f"feeder {'online' if state.feeder_online else 'offline'}{level}")
+        if any(isinstance(p, ScheduleInput) and p.waiting_for_clock for p in self.inputs):
+            parts.append("CLOCK NOT SYNCHRONISED: meals wait")
         bad = self.counters.total_bad
         if bad:
             parts.append(f"{bad} bad inputs")

@@ -172,6 +172,7 @@ async def test_unsynchronised_clock_fires_nothing_and_says_why_then_missed(tmp_p
         assert meals(daemon) == []
         assert schedule_of(daemon).status().detail == WAITING_FOR_CLOCK
         assert daemon.status().input("schedule").detail == WAITING_FOR_CLOCK  # type: ignore[union-attr]
+        assert "CLOCK NOT SYNCHRONISED: meals wait" in daemon.status_line()
         # NTP answers an hour later: the meal is beyond the catch-up window.
         clock.advance(60 * MINUTE)
         clock.is_synced = True
@@ -214,3 +215,37 @@ async def test_pause_then_resume_from_the_control_socket(tmp_path, broker):
         clock.wall_ms = meal_ms
         [event] = await journaled_meal(daemon, 1)
         assert isinstance(event.payload, FeedRejected) and event.payload.reason == "paused"
+
+
+async def test_fmfb_schedule_commands(tmp_path, broker):
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from gateway.cli import main  # noqa: PLC0415
+
+    meal_ms = at(date(2026, 6, 1), time(7, 30))
+    clock = FixedClock(meal_ms - 60 * MINUTE)
+    config = make_config(tmp_path, broker, "07:30")
+    toml = tmp_path / "fmfb.toml"
+    toml.write_text(f'state_dir = "{config.state_dir}"\n', encoding="utf-8")
+
+    async def fmfb(*args: str) -> str:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, main, [*args, "--config", str(toml)], catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    async with running(config, clock=clock) as daemon:
+        assert "breakfast of 2026-06-01" in await fmfb("schedule", "next")
+        assert "skipping breakfast" in await fmfb("schedule", "skip", "--schedule", "breakfast")
+        assert "breakfast of 2026-06-02" in await fmfb("schedule", "next")
+        assert "paused until" in await fmfb("schedule", "pause", "--for", "2d")
+        assert "resumed" in await fmfb("schedule", "resume")
+        kinds = [
+            e.type for e in journaled(daemon, EventType.MEAL_SKIPPED, EventType.SCHEDULE_PAUSED)
+        ]
+        assert kinds == [
+            EventType.MEAL_SKIPPED,
+            EventType.SCHEDULE_PAUSED,
+            EventType.SCHEDULE_PAUSED,
+        ]
