@@ -23,6 +23,7 @@ from gateway.config import Config, parse_config
 from gateway.devstack.daemon import running
 from gateway.events import EventType, FeedRequested, MealSkipped, Origin
 from gateway.ha_discovery import DeviceInfo, HomeTopics, discovery
+from gateway.inputs.home_assistant import HomeAssistantCommands
 from gateway.sinks.home_assistant import HomeAssistantPublisher
 
 BASE = "fmfb/gw-ha"
@@ -135,12 +136,16 @@ async def test_home_assistant_end_to_end(tmp_path, broker):
             for topic, payload in discovery_of(ha).items():
                 validate(topic, payload)
             assert retained_state(ha, f"{BASE}/gateway/availability") == "online"
-            # HA presses "Feed left".
+            # HA sets the portion (kept retained), then presses "Feed left".
+            number = discovery_of(ha)["homeassistant/number/gw-ha/portion/config"]
+            pub.publish(number["command_topic"], "3000")
+            await until(lambda: retained_state(ha, number["state_topic"]) == "3000", what="portion")
             button = discovery_of(ha)["homeassistant/button/gw-ha/feed_left/config"]
             pub.publish(button["command_topic"], button["payload_press"])
             [action] = await feeder.wait_count(ACTION, 1)
             request = action.json()
             assert request["bowls"] == ["left"]
+            assert request["portion_ms"] == 3000
             [event] = journaled(daemon, EventType.FEED_REQUESTED)
             assert isinstance(event.payload, FeedRequested)
             assert event.payload.origin is Origin.HOME_ASSISTANT
@@ -192,7 +197,9 @@ async def test_home_assistant_end_to_end(tmp_path, broker):
         )
     # After a restart a new Home Assistant client reads the same state (retained, refolded).
     with Subscriber.on(broker, f"{BASE}/#") as fresh:
-        async with running(config, clock=clock):
+        async with running(config, clock=clock) as again:
+            commands = next(p for p in again.inputs if isinstance(p, HomeAssistantCommands))
+            await until(lambda: commands.portion_ms == 3000, what="the portion read back")
             await until(
                 lambda: retained_state(fresh, f"{BASE}/gateway/availability") == "online",
                 what="gateway online again",
