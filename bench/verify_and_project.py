@@ -26,12 +26,12 @@ from pathlib import Path
 
 from _common import bench_tmpdir, emit_json, filesystem_of, machine_note, median, print_table
 
-from gateway.chain import GENESIS_HASH, chain_hash
 from gateway.events import canonical_json
 from gateway.journal import JournalReader, new_event_id
+from gateway.journal.chain import GENESIS_HASH, chain_hash
+from gateway.journal.schema import migrate
 from gateway.projections import Runner
 from gateway.projections.feeding_history import PROJECTION
-from gateway.schema import migrate
 
 _COLUMNS = (
     "seq, event_id, type, occurred_at_ms, clock_synced, origin, recovered, payload, prev_hash, hash"

@@ -18,7 +18,7 @@ API::
         payload: the message as bytes (bytearray, memoryview or str also accepted).
         now_ms: int, ms since the Unix epoch when clock_synced, else any monotonic ms.
         clock_synced: bool, True once NTP has set the clock; only then is a request's
-            expires_at_ms compared with now_ms.
+            expires_at_ms compared with now_ms (a request with ttl_ms needs no clock).
         Never raises on any payload. Returns a Decision:
             .status      "served" | "refused" | "ignored"
             .reason      None, or why ("duplicate", "expired", "cap", "malformed: <field>",
@@ -30,21 +30,35 @@ API::
             .ack         bytes for cat-feeder/dispensed (QoS 1), or None when the message
                          carried no usable id (old format, or garbage): nothing to answer
             .persist     True when the memory changed: write feeder.memory_blob() to flash
-    feeder.memory_blob() -> str     small JSON: recent ids, recent feeds, motor ms since refill
+            .work        on a served decision, a small JSON-able dict to keep (in flash) until
+                         the motors have run: {"id", "bowls", "ms", "at", "ttl", "exp"}
+    refused = feeder.recheck(work, waited_ms, now_ms, clock_synced)
+        Just before the motors start: None while the request is still good, or a refused
+        "expired" Decision when it expired while it waited its turn (waited_ms: ms since the
+        feeder received it, by a monotonic clock; 0 when unknown, after a reboot). The feed
+        it had counted (caps, food estimate) is taken back; write memory_blob() to flash.
+    feeder.memory_blob(extra=None) -> str   small JSON: recent ids, recent feeds, motor ms
+        since refill, and ``extra`` (any JSON value the caller keeps with them, read back as
+        feeder.extra), so one atomic write keeps both
+    feeder.extra                    the ``extra`` of the blob it was built from, or None
     feeder.food_capacity() -> int or None   estimated 0..100 (needs config hopper_ms)
     feeder.refill()                 the hopper was filled: the estimate restarts at 100
     states_payload(food_capacity) -> bytes    {"food_capacity": N} for cat-feeder/states
     encode_ack(request_id, status, reason, bowls, ran_ms) -> bytes
 
-Messages (DESIGN.md "Local MQTT topics"): the gateway's ``{"event", "reportedTime", "id",
-"bowls", "portion_ms", "expires_at_ms"}``, and the published firmware's ``{"event": "SINGLE"}``
-with no id (SINGLE → left, DOUBLE → right, LONG → both, for default_portion_ms), which feeds as
-before but cannot be deduplicated or acknowledged.
+Messages (docs/architecture.md, "Local MQTT topics"): the gateway's ``{"event",
+"reportedTime", "id", "bowls", "portion_ms", "expires_at_ms", "ttl_ms"}``, and the published
+firmware's ``{"event": "SINGLE"}`` with no id (SINGLE → left, DOUBLE → right, LONG → both, for
+default_portion_ms), which feeds as before but cannot be deduplicated or acknowledged.
 
 Safety, in the order checked: a malformed message never runs a motor; a request id already
 decided is refused as "duplicate" (the ids survive a reboot through memory_blob, so a message
-redelivered by the broker's persistent session feeds once); an expired request is refused only
-when the clock is synchronised (an unsynchronised clock would refuse everything or nothing);
+redelivered by the broker's persistent session feeds once); an expired request is refused:
+with ``ttl_ms`` (an int >= 0), once ``ttl_ms`` have passed since the feeder received it,
+measured by the caller's monotonic clock, so no synchronised clock is needed (0: already
+expired on arrival; the broker's message expiry covers the time it spent queued there);
+without ``ttl_ms``, by ``expires_at_ms`` and only when the clock is synchronised (an
+unsynchronised clock would refuse everything or nothing);
 each bowl feeds at most cap_feeds times per rolling cap_period_ms; no motor runs longer than
 max_run_ms whatever the request asks.
 """
@@ -87,6 +101,7 @@ class Decision:
         self.ran_ms = ran_ms
         self.ack = None
         self.persist = False
+        self.work = None
         if request_id is not None:
             self.ack = encode_ack(request_id, status, reason, self.bowls, ran_ms)
 
@@ -128,6 +143,7 @@ class Feeder:
         self._ids = []  # oldest first, at most dedupe_size
         self._fed = []  # [bowl, t_ms] of served feeds, oldest first
         self._dispensed_ms = 0  # motor ms since the last refill, for the food estimate
+        self.extra = None  # what the caller keeps in the same blob (see memory_blob)
         if memory_blob:
             self._load(memory_blob)
 
@@ -140,7 +156,7 @@ class Feeder:
         try:
             data = self._parse(payload)
             request_id = _request_id(data)
-            bowls, portion_ms, expires_at_ms = self._request(data)
+            bowls, portion_ms, expires_at_ms, ttl_ms = self._request(data)
         except _Malformed as e:
             reason = "malformed: " + e.args[0] if e.args and e.args[0] else "malformed"
             status = IGNORED if request_id is None else REFUSED
@@ -153,13 +169,15 @@ class Feeder:
 
         if request_id is not None and request_id in self._ids:
             return Decision(REFUSED, "duplicate", request_id, bowls)
-        decision = self._decide(request_id, bowls, portion_ms, expires_at_ms, now_ms, clock_synced)
+        decision = self._decide(
+            request_id, bowls, portion_ms, expires_at_ms, ttl_ms, now_ms, clock_synced
+        )
         if request_id is not None:
             decision.persist = self._remember(request_id) or decision.persist
         return decision
 
-    def _decide(self, request_id, bowls, portion_ms, expires_at_ms, now_ms, clock_synced):
-        if clock_synced and expires_at_ms is not None and now_ms >= expires_at_ms:
+    def _decide(self, request_id, bowls, portion_ms, expires_at_ms, ttl_ms, now_ms, clock_synced):
+        if _expired(ttl_ms, expires_at_ms, 0, now_ms, clock_synced):
             return Decision(REFUSED, "expired", request_id, bowls)
         self._forget_feeds(now_ms)
         for bowl in bowls:
@@ -172,6 +190,30 @@ class Feeder:
         self._dispensed_ms = min(self._dispensed_ms + run_ms * len(bowls), MAX_INT)
         run = [(bowl, run_ms) for bowl in bowls]
         decision = Decision(SERVED, reason, request_id, bowls, run, run_ms)
+        decision.persist = True
+        decision.work = {
+            "id": request_id,
+            "bowls": bowls,
+            "ms": run_ms,
+            "at": now_ms,
+            "ttl": ttl_ms,
+            "exp": expires_at_ms,
+        }
+        return decision
+
+    def recheck(self, work, waited_ms, now_ms, clock_synced):
+        """None while ``work`` (a served decision's .work) is still good, else "expired"."""
+        if not _expired(work.get("ttl"), work.get("exp"), waited_ms, now_ms, clock_synced):
+            return None
+        bowls = work.get("bowls") or []
+        for bowl in bowls:
+            for i in range(len(self._fed)):
+                if self._fed[i][0] == bowl and self._fed[i][1] == work.get("at"):
+                    self._fed.pop(i)
+                    break
+        taken = int(work.get("ms") or 0) * len(bowls)
+        self._dispensed_ms = max(0, self._dispensed_ms - taken)
+        decision = Decision(REFUSED, "expired", work.get("id"), bowls)
         decision.persist = True
         return decision
 
@@ -202,7 +244,7 @@ class Feeder:
         return data
 
     def _request(self, data):
-        """(bowls, portion_ms, expires_at_ms) from an action message, or _Malformed."""
+        """(bowls, portion_ms, expires_at_ms, ttl_ms) from an action message, or _Malformed."""
         bowls = None
         if data.get("bowls") is not None:
             bowls = _bowls(data["bowls"], "bowls")
@@ -225,7 +267,10 @@ class Feeder:
         expires_at_ms = data.get("expires_at_ms")
         if expires_at_ms is not None and (not _is_int(expires_at_ms) or expires_at_ms < 0):
             raise _Malformed("expires_at_ms")
-        return bowls, portion_ms, expires_at_ms
+        ttl_ms = data.get("ttl_ms")
+        if ttl_ms is not None and (not _is_int(ttl_ms) or ttl_ms < 0):
+            raise _Malformed("ttl_ms")
+        return bowls, portion_ms, expires_at_ms, ttl_ms
 
     # --- memory ----------------------------------------------------------------------------
 
@@ -250,11 +295,12 @@ class Feeder:
                 n += 1
         return n
 
-    def memory_blob(self):
+    def memory_blob(self, extra=None):
         """The state to keep in flash, as compact JSON text (a few KB at most)."""
-        return json.dumps(
-            {"v": _BLOB_VERSION, "ids": self._ids, "fed": self._fed, "ms": self._dispensed_ms}
-        )
+        blob = {"v": _BLOB_VERSION, "ids": self._ids, "fed": self._fed, "ms": self._dispensed_ms}
+        if extra is not None:
+            blob["x"] = extra
+        return json.dumps(blob)
 
     def _load(self, blob):
         try:
@@ -277,6 +323,7 @@ class Feeder:
         self._ids = ids[-self.config["dedupe_size"] :]
         self._fed = fed[-(len(BOWLS) * self.config["cap_feeds"]) :]
         self._dispensed_ms = ms if _is_int(ms) and 0 <= ms <= MAX_INT else 0
+        self.extra = data.get("x")
 
     # --- food level ------------------------------------------------------------------------
 
@@ -330,6 +377,14 @@ def _valid_id(value):
     if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
         return False
     return all(0x20 <= ord(ch) <= 0x7E for ch in value)
+
+
+def _expired(ttl_ms, expires_at_ms, waited_ms, now_ms, clock_synced):
+    # ttl_ms, when present, wins: it needs no clock shared with the gateway. An absolute
+    # expires_at_ms is believed only once NTP has set this clock.
+    if ttl_ms is not None:
+        return waited_ms >= ttl_ms
+    return clock_synced and expires_at_ms is not None and now_ms >= expires_at_ms
 
 
 def _request_id(data):

@@ -14,7 +14,9 @@ import feeder_logic as fl
 T0 = 1767225600000  # 2026-01-01T00:00:00Z in ms
 
 
-def action(request_id="r1", bowls=None, portion_ms=3000, expires_at_ms=None, event="SINGLE"):
+def action(
+    request_id="r1", bowls=None, portion_ms=3000, expires_at_ms=None, event="SINGLE", ttl_ms=None
+):
     """An action message shaped like the gateway's encode_action output."""
     message = {
         "event": event,
@@ -24,6 +26,8 @@ def action(request_id="r1", bowls=None, portion_ms=3000, expires_at_ms=None, eve
         "portion_ms": portion_ms,
         "expires_at_ms": T0 + 60000 if expires_at_ms is None else expires_at_ms,
     }
+    if ttl_ms is not None:
+        message["ttl_ms"] = ttl_ms
     return json.dumps(message).encode()
 
 
@@ -107,6 +111,65 @@ def case_expired_when_synced():
 def case_expired_ignored_when_not_synced():
     d = fl.Feeder().handle(action(expires_at_ms=T0 - 1), 12345, False)
     assert d.status == "served", d
+
+
+def case_ttl_needs_no_clock():
+    # An absolute time long past, an unsynchronised clock: the relative ttl_ms decides.
+    f = fl.Feeder()
+    d = f.handle(action("t1", expires_at_ms=1, ttl_ms=30000), 5, False)
+    assert d.status == "served", d
+    assert d.work["ttl"] == 30000
+    assert f.recheck(d.work, 29999, 5, False) is None
+    late = f.recheck(d.work, 30000, 5, False)
+    assert late.status == "refused" and late.reason == "expired" and late.run == [], late
+    assert json.loads(late.ack)["id"] == "t1"
+
+
+def case_ttl_wins_over_a_synced_absolute_time():
+    # The gateway's clock may be wrong: with ttl_ms, expires_at_ms is not looked at.
+    d = fl.Feeder().handle(action(expires_at_ms=T0 - 600000, ttl_ms=60000), T0, True)
+    assert d.status == "served", d
+
+
+def case_ttl_zero_is_expired_on_arrival():
+    d = fl.Feeder().handle(action(ttl_ms=0), T0, False)
+    assert d.status == "refused" and d.reason == "expired" and d.run == [], d
+
+
+def case_ttl_malformed_refused():
+    f = fl.Feeder()
+    for i, bad in enumerate((-1, 1.5, "60000", True, [1])):
+        payload = action("bad%d" % i).replace(
+            b"}", b', "ttl_ms": ' + json.dumps(bad).encode() + b"}"
+        )
+        d = f.handle(payload, T0, True)
+        assert d.status == "refused" and d.reason == "malformed: ttl_ms" and d.run == [], bad
+
+
+def case_recheck_gives_back_the_feed():
+    f = fl.Feeder({"cap_feeds": 1, "hopper_ms": 100000})
+    d = f.handle(action("a", ttl_ms=1000), T0, True)
+    assert d.status == "served" and f.food_capacity() == 97
+    assert f.handle(action("b"), T0 + 1, True).reason == "cap"
+    assert f.recheck(d.work, 1000, T0 + 2, True).reason == "expired"
+    assert f.food_capacity() == 100
+    assert f.handle(action("c"), T0 + 3, True).status == "served", "the expired feed left the cap"
+
+
+def case_recheck_absolute_only_when_synced():
+    f = fl.Feeder()
+    d = f.handle(action(expires_at_ms=T0 + 10), T0, True)
+    assert f.recheck(d.work, 50, T0 + 50, False) is None
+    assert f.recheck(d.work, 50, T0 + 50, True).reason == "expired"
+
+
+def case_extra_kept_in_the_blob():
+    f = fl.Feeder()
+    f.handle(action("k"), T0, True)
+    again = fl.Feeder(None, f.memory_blob({"work": [1, 2]}))
+    assert again.extra == {"work": [1, 2]}
+    assert again.handle(action("k"), T0, True).reason == "duplicate"
+    assert fl.Feeder(None, f.memory_blob()).extra is None
 
 
 def case_cap_per_bowl():

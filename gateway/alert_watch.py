@@ -21,7 +21,7 @@ from gateway.clock import Clock
 from gateway.events import AlertRaised, Bowl, Event, EventType, Origin
 from gateway.home_config import AlertsConfig, parse_hhmm
 from gateway.intake import Intake
-from gateway.journal import JournalReader
+from gateway.journal import EventFilter, JournalReader
 from gateway.status import InputStatus
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class AlertWatch:
         """Fold what is new, then journal the alerts that change (one step, no await)."""
         journal = self.intake.journal
         while True:
-            events = journal.read_after(self.facts.seq, READ_BATCH)
+            events = journal.read_visible(self.facts.seq, READ_BATCH)
             for event in events:
                 # This watch is the only source of alert events and applies its own at once;
                 # reading them back could reopen one cleared in the same commit window.
@@ -140,8 +140,8 @@ def home_history(journal: JournalReader, now_ms: int) -> list[Event]:
         last = journal.last_of_types(types)
         if last is not None:
             found[last.seq] = last
-    alerts = [t.value for t in ALERT_TYPES]
-    for event in journal.query(types=alerts):
+    alerts = EventFilter(types=tuple(t.value for t in ALERT_TYPES))
+    for event in journal.query(alerts):
         found[event.seq] = event
     for event in journal.recent(since_ms=now_ms - HOME_MEMORY_MS):
         found[event.seq] = event

@@ -390,7 +390,12 @@ def firmware_config(
     port = plan.tls.port if tls and plan.tls is not None else plan.port
     topics = plan.topics
     return {
-        "wifi": {"ssid": "my-home-wifi", "password": "change-me"},
+        "wifi": {
+            "ssid": "my-home-wifi",
+            "password": "change-me",
+            "tx_power_dbm": None,
+            "retry_s": 30,
+        },
         "mqtt": {
             "host": broker_host,
             "port": port,
@@ -400,6 +405,7 @@ def firmware_config(
             # persistent session's name obvious.
             "client_id": plan.feeder_user,
             "keepalive_s": 60,
+            "timeout_s": 10,
             "tls": tls,
             "ca_file": "ca.pem" if tls else None,
         },
@@ -409,7 +415,8 @@ def firmware_config(
             "states": topics.states,
             "availability": topics.availability,
         },
-        "motors": {"left": [3, 4], "right": [6, 7]},
+        # GPIO 4 is the level sensor's (GPIO 2 is a strapping pin): left's second input is 5.
+        "motors": {"left": [3, 5], "right": [6, 7]},
         "motor_duty_pct": 100,
         "feeding": {
             "default_portion_ms": 10000,

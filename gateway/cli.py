@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": Lazy(f"{_C}.demo:demo", "The whole product on this machine: no Pi, no AWS."),
     "replay": Lazy(f"{_C}.replay:replay", "Send journaled events again, marked, in seq order."),
     "project": Lazy(f"{_C}.project:project", "Build a datastore from the journal (a fold)."),
+    "doctor": Lazy(f"{_C}.doctor:doctor", "Check the gateway, and say how to fix what is wrong."),
 }
 
 JOURNAL_COMMANDS = {
@@ -45,6 +46,10 @@ SCHEDULE_COMMANDS = {
 CONFIG_COMMANDS = {
     "check": Lazy(f"{_C}.config:config_check", "Validate the config file."),
     "show": Lazy(f"{_C}.config:config_show", "Print the effective configuration as JSON."),
+    "from-terraform": Lazy(
+        f"{_C}.from_terraform:from_terraform",
+        "Write the cloud sections from `terraform output -json`.",
+    ),
 }
 
 
@@ -66,6 +71,7 @@ def main() -> None:
     See what happened:   fmfb journal list        (newest last; --json for scripts)
     See what is behind:  fmfb journal pending
     Check the chain:     fmfb journal verify
+    Something wrong?     fmfb doctor
     """
 
 

@@ -29,9 +29,20 @@ from typing import Any
 
 from gateway.counters import InputCounters
 from gateway.errors import ControlError, PayloadError, ScheduleError
-from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
+from gateway.events import (
+    ClickType,
+    Event,
+    FeedRejected,
+    Origin,
+    RejectReason,
+    optional,
+    parse_bowls,
+    parse_enum,
+    require,
+)
 from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import FeedCommand, Intake
+from gateway.policy import next_allowed_ms
 from gateway.schedule import Meal
 from gateway.status import GatewayStatus, InputStatus
 
@@ -132,7 +143,7 @@ class ControlServer:
                 portion_ms=_portion(request),
             )
             event = await self.intake.request_feed(command)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "press":
             self.received += 1
             button = require(request, "button", str)
@@ -141,7 +152,7 @@ class ControlServer:
                 raise PayloadError("button", f"no button {button!r} (known: {known})")
             click = parse_enum(ClickType, "click", require(request, "click", str).upper())
             event = await self.intake.click_nowait(button, click)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "expect-echoes":
             seqs = require(request, "seqs", list)
             if len(seqs) > MAX_ECHO_SEQS or not all(
@@ -178,6 +189,17 @@ class ControlServer:
         event = await future
         return {"ok": True, "event": event.to_dict(), "held": event.held}
 
+    def _feed_answer(self, event: Event) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": True, "event": event.to_dict(), "held": event.held}
+        payload = event.payload
+        if isinstance(payload, FeedRejected) and payload.reason in _LIMIT_REASONS:
+            # A person refused by a limit wants to know when to try again.
+            intake = self.intake
+            answer["next_allowed_at_ms"] = next_allowed_ms(
+                payload.bowls, intake.state, intake.limits, intake.clock.now_ms()
+            )
+        return answer
+
 
 SCHEDULE_OPS = frozenset({"skip", "pause", "next-meal"})
 
@@ -189,6 +211,9 @@ def meal_json(meal: Meal) -> dict[str, Any]:
         "at_ms": meal.at_ms,
         "bowls": [b.value for b in meal.bowls],
     }
+
+
+_LIMIT_REASONS = frozenset({RejectReason.TOO_SOON.value, RejectReason.CAP.value})
 
 
 def _portion(request: Mapping[str, Any]) -> int | None:

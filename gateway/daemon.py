@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
-import time
+import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway import __version__
+from gateway import __version__, redact
 from gateway.alert_watch import AlertWatch, home_history
-from gateway.chain import GENESIS_HASH
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
-from gateway.errors import JournalCorruptError
 from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
 from gateway.ha_discovery import HomeTopics
 from gateway.inputs.base import Input
@@ -40,55 +39,22 @@ from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
+from gateway.latency import CommitTimes
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
 from gateway.sinks.home_assistant import HomeAssistantPublisher
 from gateway.sinks.registry import build_sinks
-from gateway.status import FeederStatus, GatewayStatus, JournalStatus
+from gateway.status import FeederStatus, GatewayStatus, JournalStatus, SinkStatus
+
+if TYPE_CHECKING:
+    from gateway.metrics_export import MetricsExporter
 
 log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
 SCHEDULE_MEMORY_MS = 8 * 86_400_000
 CLOUD_SINKS = frozenset({"eventbridge", "iot-core"})  # whose backlog age raises an alert
-
-
-def open_journal(path: Path) -> Journal:
-    """Open the journal; a damaged one is set aside untouched and a new one links to it."""
-    try:
-        return Journal.open(path)
-    except JournalCorruptError as e:
-        last_hash = _last_hash_of_damaged(path)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = path.with_name(f"{path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            part = Path(f"{path}{suffix}")
-            if part.exists():
-                part.rename(Path(f"{aside}{suffix}"))
-        log.critical(
-            "journal %s could not be opened (%s): set aside as %s, untouched; a new journal "
-            "starts from its last known hash %s",
-            path,
-            e,
-            aside.name,
-            last_hash[:12],
-        )
-        return Journal.open(path, genesis_hash=last_hash, predecessor=aside.name)
-
-
-def _last_hash_of_damaged(path: Path) -> str:
-    import sqlite3  # noqa: PLC0415 - only on this rare path
-
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return GENESIS_HASH
-    return str(row[0]) if row else GENESIS_HASH
 
 
 class Daemon:
@@ -108,6 +74,8 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.inputs: list[Input] = []
         self.ready = asyncio.Event()
+        self.commit_times = CommitTimes()
+        self.metrics: MetricsExporter | None = None
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -115,7 +83,8 @@ class Daemon:
         cfg = self.config
         for notice in cfg.deprecated:
             log.warning("%s", notice)
-        journal = open_journal(cfg.journal_file)
+        journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
+        journal.on_commit = self.commit_times.observe
         journal.start()
         self.journal = journal
         policy = cfg.policy
@@ -128,7 +97,7 @@ class Daemon:
         window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
         window_ms += 60_000
         now = self.clock.now_ms()
-        state = fold_recent_state(journal, window_ms, now)
+        state = fold_recent_state(journal.reader, window_ms, now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
         intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
         self.intake = intake
@@ -137,7 +106,9 @@ class Daemon:
         if cfg.home_assistant.enabled:
             self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
-        rebuild_echoes(journal, echoes, upto_seq=journal.cursor("eventbridge") or 0, now_ms=now)
+        rebuild_echoes(
+            journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
+        )
         self.inputs = self._inputs(intake)
 
     def _inputs(self, intake: Intake) -> list[Input]:
@@ -173,7 +144,7 @@ class Daemon:
                     cfg.scheduling.zone,
                     intake,
                     self.clock,
-                    history=home_history(journal, self.clock.now_ms()),
+                    history=home_history(journal.reader, self.clock.now_ms()),
                     journal_failing=lambda: journal.health.failing,
                     oldest_unsent_ms=self._oldest_unsent_ms,
                 )
@@ -205,8 +176,8 @@ class Daemon:
         journal = intake.journal
         # What a restart must remember: meals handled and skips of the last week, and the
         # last pause (which may be older).
-        history = [e for e in [journal.last_of_types([EventType.SCHEDULE_PAUSED])] if e]
-        history += journal.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
+        history = [e for e in [journal.reader.last_of_types([EventType.SCHEDULE_PAUSED])] if e]
+        history += journal.reader.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
         plans = [s.plan() for s in cfg.schedule]
         return ScheduleInput(plans, cfg.scheduling, intake, self.clock, history)
 
@@ -218,7 +189,7 @@ class Daemon:
             if journal is None or sink.name not in CLOUD_SINKS:
                 continue
             cursor = sink.status().cursor
-            oldest = journal.get(cursor + 1) if cursor < journal.durable_seq else None
+            oldest = journal.reader.get(cursor + 1) if cursor < journal.durable_seq else None
             out[sink.name] = None if oldest is None else oldest.occurred_at_ms
         return out
 
@@ -253,6 +224,9 @@ class Daemon:
                     tasks.create_task(part.run(), name=f"input:{part.name}") for part in self.inputs
                 ]
                 spawned.append(tasks.create_task(self._status_loop(), name="status"))
+                metrics = self.config.metrics
+                if metrics.port is not None or metrics.textfile is not None:
+                    spawned.append(tasks.create_task(self._metrics(), name="metrics"))
                 watchdog = self.notifier.watchdog_interval_s()
                 if watchdog is not None:
                     spawned.append(
@@ -297,6 +271,13 @@ class Daemon:
             if stopped.done() and not stopped.result().held:
                 log.info("gateway stopped cleanly at seq %d", stopped.result().seq)
 
+    async def _metrics(self) -> None:
+        # Imported here: prometheus_client loads only when metrics are configured.
+        from gateway.metrics_export import MetricsExporter  # noqa: PLC0415
+
+        self.metrics = MetricsExporter(self.config.metrics, self.status)
+        await self.metrics.run()
+
     async def _status_loop(self) -> None:
         last = ""
         while True:
@@ -317,6 +298,9 @@ class Daemon:
     def status(self) -> GatewayStatus:
         journal = self.journal
         state = self.intake.state if self.intake else None
+        counts, commit_s = self.commit_times.snapshot()
+        policy = self.config.policy
+        now = self.clock.now_ms()
         return GatewayStatus(
             version=__version__,
             gateway_id=self.config.gateway_id,
@@ -328,15 +312,39 @@ class Daemon:
                 disk_failing=journal.health.failing if journal else False,
                 held=journal.health.held if journal else 0,
                 last_error=journal.health.last_error if journal else None,
+                size_bytes=_size_on_disk(journal.path) if journal else 0,
+                commit_counts=counts,
+                commit_seconds=commit_s,
             ),
             feeder=FeederStatus(
                 online=state.feeder_online if state else None,
                 food_level=state.food_level if state else None,
+                feeds_in_period={
+                    bowl.value: sum(1 for t in times if now - policy.cap_period_s * 1000 < t)
+                    for bowl, times in state.feeds.items()
+                }
+                if state
+                else {},
+                cap_per_bowl=policy.cap_per_bowl,
+                cap_period_s=policy.cap_period_s,
             ),
-            sinks=tuple(s.status() for s in self.sinks),
+            sinks=tuple(self._with_oldest(s.status()) for s in self.sinks),
             inputs=tuple(part.status() for part in self.inputs),
             bad_inputs=dict(self.counters.counts),
         )
+
+    def _with_oldest(self, status: SinkStatus) -> SinkStatus:
+        """The sink's status with the recorded time of the first event it has not finished
+        (one primary-key read; none when there is no backlog or it is held in memory)."""
+        if self.journal is None or status.backlog <= 0:
+            return status
+        try:
+            first = self.journal.reader.get(status.cursor + 1)
+        except sqlite3.Error:
+            return status  # a failing disk must not take the status down with it
+        if first is None:
+            return status
+        return dataclasses.replace(status, oldest_pending_ms=first.occurred_at_ms)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS: what a person checking `systemctl status` needs."""
@@ -362,12 +370,23 @@ class Daemon:
         return " · ".join(parts)
 
 
+def _size_on_disk(path: Path) -> int:
+    """The journal's bytes: the database and its write-ahead log."""
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += Path(f"{path}{suffix}").stat().st_size
+    return total
+
+
 def configure_logging(level: str) -> None:
     # stderr, no timestamps: journald adds its own, and a line per event is enough.
     logging.basicConfig(
         level=level,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # At every level, DEBUG included (botocore's request headers): no secret is written.
+    redact.install()
 
 
 async def run_daemon(config: Config) -> int:

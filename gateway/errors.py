@@ -3,6 +3,8 @@
     GatewayError
     ├── ConfigError (ValueError)          bad configuration; names the key
     ├── PayloadError (ValueError)         bad input from outside; names the field
+    ├── UsageError (ValueError)           a command asked for what cannot work (says why)
+    │   └── FilterError                   an event filter that selects nothing by construction
     ├── JournalError
     │   ├── NotAJournalError              the file is not a gateway journal; left untouched
     │   ├── JournalVersionError           written by a newer gateway; left untouched
@@ -43,6 +45,14 @@ class PayloadError(GatewayError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class UsageError(GatewayError, ValueError):
+    """A command was asked for something that cannot work; the message says why."""
+
+
+class FilterError(UsageError):
+    """An event filter whose bounds contradict each other (``--to-seq`` before ``--from-seq``)."""
 
 
 class JournalError(GatewayError):

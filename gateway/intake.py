@@ -35,7 +35,7 @@ from gateway.events import (
     RefusedBy,
     RejectReason,
 )
-from gateway.journal import Journal, new_event_id
+from gateway.journal import Journal, JournalReader, new_event_id
 from gateway.policy import Limits, decide
 from gateway.state import GatewayState
 from gateway.wire import RemoteCommand
@@ -169,7 +169,7 @@ class Intake:
         now = self.clock.now_ms()
         left = 0
         for seq in seqs:
-            event = self.journal.get(seq)
+            event = self.journal.reader.get(seq)
             click = None if event is None else click_type_of(event)
             if event is not None and click is not None:
                 self.echoes.forwarded(click, event.occurred_at_ms, now)
@@ -201,7 +201,7 @@ class Intake:
         return future
 
 
-def fold_recent_state(journal: Journal, window_ms: int, now_ms: int) -> GatewayState:
+def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> GatewayState:
     """Rebuild the working state from the journal's recent window plus the feeder's last
     reports (indexed lookups), so start-up does not read the whole ledger."""
     state = GatewayState(window_ms)
@@ -216,7 +216,9 @@ def fold_recent_state(journal: Journal, window_ms: int, now_ms: int) -> GatewayS
     return state
 
 
-def rebuild_echoes(journal: Journal, echoes: EchoLedger, *, upto_seq: int, now_ms: int) -> None:
+def rebuild_echoes(
+    journal: JournalReader, echoes: EchoLedger, *, upto_seq: int, now_ms: int
+) -> None:
     """Leave an echo credit for each button event already sent to EventBridge (seq up to
     ``upto_seq``) within the echo window, so an echo arriving after a restart is still one."""
     for event in journal.recent(since_ms=now_ms - echoes.window_ms):

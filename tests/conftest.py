@@ -23,6 +23,9 @@ from hypothesis import settings
 
 from gateway.devstack.mosquitto import Mosquitto
 
+# Terraform's fixtures (terraform_infra: one init per session) live in their own file.
+pytest_plugins = ["terraform_fixture"]
+
 # No per-example deadline: brokers, SQLite fsyncs and a loaded CI machine make timings noisy.
 # Speed is measured by bench/, not by tests. HYPOTHESIS_PROFILE=fmfb-thorough for more examples.
 settings.register_profile("fmfb", deadline=None, max_examples=100)

@@ -168,11 +168,11 @@ async def test_every_alert_raised_once_and_cleared_once_by_its_trigger(tmp_path,
 
 
 def alerts_in(config: Config) -> list[Any]:
-    from gateway.journal import JournalReader  # noqa: PLC0415
+    from gateway.journal import EventFilter, JournalReader  # noqa: PLC0415
 
     with JournalReader.open(config.journal_file) as reader:
-        types = [EventType.ALERT_RAISED.value, EventType.ALERT_CLEARED.value]
-        return list(reader.query(types=types))
+        types = (EventType.ALERT_RAISED.value, EventType.ALERT_CLEARED.value)
+        return list(reader.query(EventFilter(types=types)))
 
 
 @pytest.mark.usefixtures("feeds")  # moto with the bus, the rule and its target

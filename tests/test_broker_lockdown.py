@@ -42,11 +42,10 @@ from gateway.broker_plan import (
 from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
 from gateway.devstack.daemon import running
+from gateway.devstack.feeder_sim import FeederSim
 from gateway.devstack.mosquitto import Mosquitto, free_port
 from gateway.devstack.pki import make_pki
 from gateway.events import EventType
-from gateway.feeder_sim import FeederSim
-from gateway.inputs.mqtt_buttons import MqttButtons
 
 TIMEOUT = 10.0
 GATEWAY_ID = "gw"
@@ -369,11 +368,12 @@ def test_control_on_an_open_broker_the_same_trick_takes_the_session() -> None:
 async def test_gateway_and_feeder_simulator_work_end_to_end(
     locked: LockedDownMosquitto, tmp_path: Path
 ) -> None:
+    # Each of the daemon's links reads its own user's password from the folder the installer
+    # writes (user = client id), so the feeder link and the buttons link never share a session.
     broker = {
         "host": locked.host,
         "port": locked.port,
-        "username": GATEWAY,
-        "password": locked.password(GATEWAY),
+        "credentials_dir": str(locked.files.credentials_dir),
         "reconnect_min_s": 0.05,
         "reconnect_max_s": 0.3,
     }
@@ -384,15 +384,13 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
             "broker": broker,
             "feeding": {"portion_ms": 1000, "ack_timeout_s": 600},
             "policy": {"min_gap_s": 0},
-            # The daemon's own buttons link would share the feeder link's user (the config has
-            # one broker user today), so the test runs that input itself with its own user.
-            "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
+            "buttons": {
+                "pin_factory": "mock",
+                "gpio": [],
+                "mqtt": [{"name": "b1", "topic": B1_TOPIC}],
+            },
         }
     )
-    buttons_broker = config.broker.model_copy(
-        update={"username": GATEWAY_BUTTONS, "password": locked.password(GATEWAY_BUTTONS)}
-    )
-    button_config = parse_config({"buttons": {"mqtt": [{"name": "b1", "topic": B1_TOPIC}]}})
     sim = FeederSim(
         locked.host,
         locked.port,
@@ -404,39 +402,29 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
     await asyncio.to_thread(sim.start)
     try:
         async with running(config) as daemon:
-            assert daemon.intake is not None
-            buttons = MqttButtons(
-                list(button_config.buttons.mqtt),
-                buttons_broker,
-                GATEWAY_BUTTONS,
-                daemon.intake,
-                daemon.counters,
+            await until(
+                lambda: (link := daemon.status().input("mqtt-buttons")) and link.connected,
+                TIMEOUT,
+                "the buttons link",
             )
-            task = asyncio.create_task(buttons.run())
-            try:
-                await until(lambda: buttons.link.connected, TIMEOUT, "the buttons link")
-                await until(
-                    lambda: (feeder := daemon.status().sink("feeder")) and feeder.connected,
-                    TIMEOUT,
-                    "the feeder link",
-                )
-                # The feeder's availability (its retained "online") reached the gateway.
-                await until(
-                    lambda: journaled(daemon, EventType.FEEDER_ONLINE), TIMEOUT, "FeederOnline"
-                )
-                # A press from the button device, with the button's own credentials.
-                await asyncio.to_thread(
-                    pub_as, locked, "button-b1", B1_TOPIC, json.dumps({"action": "single"})
-                )
-                dispensed = await until(
-                    lambda: journaled(daemon, EventType.FEED_DISPENSED), TIMEOUT, "the dispense"
-                )
-                assert buttons.received == 1
-                assert [run.bowls for run in sim.runs] == [("left",)]
-                assert dispensed[0].payload.to_dict()["bowls"] == ["left"]
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await until(
+                lambda: (feeder := daemon.status().sink("feeder")) and feeder.connected,
+                TIMEOUT,
+                "the feeder link",
+            )
+            # The feeder's availability (its retained "online") reached the gateway.
+            await until(lambda: journaled(daemon, EventType.FEEDER_ONLINE), TIMEOUT, "FeederOnline")
+            # A press from the button device, with the button's own credentials.
+            await asyncio.to_thread(
+                pub_as, locked, "button-b1", B1_TOPIC, json.dumps({"action": "single"})
+            )
+            dispensed = await until(
+                lambda: journaled(daemon, EventType.FEED_DISPENSED), TIMEOUT, "the dispense"
+            )
+            buttons = daemon.status().input("mqtt-buttons")
+            assert buttons is not None and buttons.received == 1
+            assert [run.bowls for run in sim.runs] == [("left",)]
+            assert dispensed[0].payload.to_dict()["bowls"] == ["left"]
     finally:
         await asyncio.to_thread(sim.stop)
     # Neither link was ever kicked: each has its own user, so its own client id.

@@ -14,9 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gateway.chain
-from gateway.chain import GENESIS_HASH, ChainRow, chain_bytes, chain_hash, check_row, row_hash
+import gateway.journal.chain
 from gateway.events import Bowl, ClickType, FeedRejected, Origin, RefusedBy, canonical_json
+from gateway.journal.chain import (
+    GENESIS_HASH,
+    ChainRow,
+    chain_bytes,
+    chain_hash,
+    check_row,
+    row_hash,
+)
 
 # A payload as the journal stores it, with spaces, quotes, a backslash, a percent sign (printf
 # must not read it as a format) and non-ASCII text.
@@ -94,8 +101,9 @@ def test_chain_hash_matches_hashlib_for_any_row(prev: str, **fields: Any) -> Non
 
 
 def documented_shell_command() -> str:
-    """The ``printf ... | sha256sum`` pipeline exactly as gateway.chain's docstring shows it."""
-    doc = gateway.chain.__doc__
+    """The ``printf ... | sha256sum`` pipeline exactly as gateway.journal.chain's docstring
+    shows it."""
+    doc = gateway.journal.chain.__doc__
     assert doc is not None
     match = re.search(r"printf .*?\| sha256sum", doc, re.DOTALL)
     assert match is not None, "the chain docstring shows a printf | sha256sum command"

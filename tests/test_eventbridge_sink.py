@@ -225,7 +225,7 @@ async def test_delivers_every_event_in_seq_order_with_the_contract_fields(
         assert list(dict.fromkeys(seqs(seen))) == list(range(1, n + 1))
         unique = list({e["detail"]["event-id"]: e for e in seen}.values())
         for envelope, event in zip(unique, events, strict=True):
-            stored = h.journal.get(event.seq)
+            stored = h.journal.reader.get(event.seq)
             assert stored is not None
             assert envelope["source"] == "com.feedmyfurbabies"
             assert envelope["detail-type"] == event.type.detail_type
@@ -356,7 +356,7 @@ async def test_permanent_entry_failure_is_dead_lettered_and_does_not_block(
         seen = await arrived(moto, feeds, all_of([1, 3, 4, 5]))
         await until(lambda: sink.cursor == 5, what="the cursor to pass the dead letter")
         assert 2 not in seqs(seen)
-        letter = h.journal.get(5)
+        letter = h.journal.reader.get(5)
         assert letter is not None
         assert isinstance(letter.payload, EventDeadLettered)
         assert letter.payload.sink == "eventbridge"
@@ -404,7 +404,7 @@ async def test_access_denied_entry_waits_and_is_never_dead_lettered(
         assert seqs(seen)[-3:] == [1, 2, 3]
         assert sink.status().dead_lettered == 0
         assert sink.status().last_error is None
-        assert h.journal.dead_letters("eventbridge") == []
+        assert h.journal.reader.dead_letters("eventbridge") == []
 
 
 async def test_a_refused_call_is_narrowed_to_the_entry_it_was_refused_for(
@@ -420,7 +420,7 @@ async def test_a_refused_call_is_narrowed_to_the_entry_it_was_refused_for(
         await until(lambda: sink.cursor == 4, what="the cursor to reach seq 4")
         assert seqs(seen) == [2, 3, 4]
         assert wire_seqs(proxy) == [[1, 2, 3], [1], [2], [3], [4]]
-        letter = h.journal.get(4)
+        letter = h.journal.reader.get(4)
         assert letter is not None
         assert isinstance(letter.payload, EventDeadLettered)
         assert letter.payload.dead_seq == 1
@@ -447,7 +447,7 @@ async def test_oversized_event_is_dead_lettered_never_sent(
         assert seqs(seen) == [1, 3, 4]
         assert 2 not in [s for b in wire_seqs(proxy) for s in b]
         assert proxy.size_violations == 0
-        letter = h.journal.get(4)
+        letter = h.journal.reader.get(4)
         assert letter is not None
         assert isinstance(letter.payload, EventDeadLettered)
         assert (letter.payload.dead_seq, letter.payload.dead_event_id) == (2, huge.event_id)
@@ -568,7 +568,7 @@ async def test_held_events_are_sent_only_once_durable(
         seen = await arrived(moto, feeds, all_of(list(range(1, last + 1))))
         assert seqs(seen) == list(range(1, last + 1))
         for envelope in seen[first_held - 1 :]:
-            stored = h.journal.get(envelope["detail"]["seq"])
+            stored = h.journal.reader.get(envelope["detail"]["seq"])
             assert stored is not None
             assert stored.recovered
             assert envelope["detail"]["chain-hash"] == stored.hash != ""
@@ -636,7 +636,7 @@ async def test_no_credentials_sink_offline_feeding_unaffected(
             # Nothing unsigned ever left for EventBridge.
             assert proxy.counts["put_events"] == 0
             assert daemon.journal is not None
-            assert daemon.journal.cursor("eventbridge") == 0
+            assert daemon.journal.saved_cursor("eventbridge") == 0
             assert EventType.FEED_REQUESTED.value in {
-                e.type.value for e in daemon.journal.read_after(0, 100)
+                e.type.value for e in daemon.journal.read_visible(0, 100)
             }

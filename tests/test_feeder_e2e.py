@@ -1,5 +1,5 @@
 """End to end: the gateway daemon (``fmfb run``, a subprocess) + the feeder simulator (the
-firmware's own logic, gateway/feeder_sim.py) + a real Mosquitto.
+firmware's own logic, gateway/devstack/feeder_sim.py) + a real Mosquitto.
 
 Presses come in as a person makes them — an MQTT button, or ``fmfb feed`` over the control
 socket — and the assertions read the daemon's journal and the simulator's motor runs: one run
@@ -21,8 +21,8 @@ from daemon_process import HIGH_CAPS, DaemonProcess
 from e2e_probe import Probe
 from waiting import wait_for
 
+from gateway.devstack.feeder_sim import FeederSim, MotorRun
 from gateway.devstack.mosquitto import Mosquitto
-from gateway.feeder_sim import FeederSim, MotorRun
 
 pytestmark = pytest.mark.e2e
 

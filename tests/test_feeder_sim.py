@@ -1,4 +1,4 @@
-"""The feeder simulator (gateway/feeder_sim.py) against a real Mosquitto.
+"""The feeder simulator (gateway/devstack/feeder_sim.py) against a real Mosquitto.
 
 A paho probe stands where the gateway would: it publishes on ``cat-feeder/action`` and records
 what the simulator reports on ``cat-feeder/dispensed``, ``cat-feeder/states`` and
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from e2e_probe import Probe, Received
 
+from gateway.devstack.feeder_sim import FeederSim, MotorRun
 from gateway.devstack.mosquitto import Mosquitto
-from gateway.feeder_sim import FeederSim, MotorRun
 
 ACTION = "cat-feeder/action"
 DISPENSED = "cat-feeder/dispensed"
@@ -321,7 +321,7 @@ def test_the_command_line_feeds_and_stops_cleanly(
     command = [
         sys.executable,
         "-m",
-        "gateway.feeder_sim",
+        "gateway.devstack.feeder_cli",
         "--host",
         broker.host,
         "--port",

@@ -220,13 +220,13 @@ async def test_malformed_reports_are_counted_not_journaled(tmp_path, broker):
             [dispensed] = await until(lambda: journaled(daemon, EventType.FEED_DISPENSED))
 
     counts = daemon.counters.counts
-    assert counts[f"mqtt:{DISPENSED}:-"] == 1
+    assert counts[f"mqtt:{DISPENSED}:payload"] == 1
     assert counts[f"mqtt:{DISPENSED}:status"] == 2
     assert counts[f"mqtt:{DISPENSED}:id"] == 1
     assert counts[f"mqtt:{DISPENSED}:ran_ms"] == 1
     assert counts[f"mqtt:{STATES}:food_capacity"] == 2
-    assert counts[f"mqtt:{STATES}:-"] == 1
-    assert counts[f"mqtt:{AVAILABILITY}:-"] == 1
+    assert counts[f"mqtt:{STATES}:payload"] == 1
+    assert counts[f"mqtt:{AVAILABILITY}:payload"] == 1
     assert statuses is RequestStatus.REQUESTED
     assert dispensed.seq == seq_before + 1
     # No bowls in the report: the request's own; ran_ms as reported.
@@ -273,7 +273,7 @@ async def test_request_while_broker_down_is_journaled_then_sent(tmp_path, broker
         event = await asyncio.wait_for(daemon.intake.request_feed(LEFT), timeout=5)
         # Durable now, with the broker down.
         assert not event.held
-        stored = daemon.journal.get(event.seq)
+        stored = daemon.journal.reader.get(event.seq)
         assert stored is not None
         assert stored.payload == event.payload
         assert daemon.sinks[0].published == 0  # type: ignore[attr-defined]

@@ -12,9 +12,7 @@ import ast
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -408,7 +406,7 @@ json_values = st.recursive(
 @settings(max_examples=500)
 @given(
     message=st.dictionaries(
-        st.sampled_from(["id", "event", "bowls", "portion_ms", "expires_at_ms", "x"]),
+        st.sampled_from(["id", "event", "bowls", "portion_ms", "expires_at_ms", "ttl_ms", "x"]),
         json_values,
     )
 )
@@ -426,6 +424,60 @@ def test_arbitrary_json_objects_never_raise_and_runs_are_bounded(message: dict) 
         except PayloadError as e:  # pragma: no cover - shown on failure
             pytest.fail(f"ack {decision.ack!r} does not decode: {e}")
         assert report.request_id == message.get("id")
+
+
+# --- relative expiry (ttl_ms) --------------------------------------------------------------------
+
+
+def with_ttl(payload: bytes, ttl_ms: object) -> bytes:
+    data = json.loads(payload)
+    data["ttl_ms"] = ttl_ms
+    return json.dumps(data).encode()
+
+
+@settings(max_examples=200)
+@given(
+    ttl_ms=st.integers(min_value=0, max_value=2**40),
+    waited_ms=st.integers(min_value=0, max_value=2**30),
+    synced=st.booleans(),
+    expires_at_ms=st.integers(min_value=0, max_value=2 * T0),
+)
+def test_ttl_alone_decides_expiry(
+    ttl_ms: int, waited_ms: int, synced: bool, expires_at_ms: int
+) -> None:
+    """With ttl_ms the absolute time and the clock's state never matter: only the ms waited
+    since receipt, on arrival (0) and again before the run."""
+    feeder = fl.Feeder({"hopper_ms": 100_000})
+    payload = with_ttl(gateway_action(request(expires_at_ms=expires_at_ms)), ttl_ms)
+    decision = feeder.handle(payload, T0, synced)
+    if ttl_ms == 0:
+        assert (decision.status, decision.reason) == ("refused", "expired")
+        assert no_motor(decision)
+        return
+    assert decision.status == "served"
+    assert feeder.food_capacity() == 97, "3 s of a 100 s hopper"
+    assert json.loads(json.dumps(decision.work)) == decision.work, "kept in flash as JSON"
+    later = feeder.recheck(decision.work, waited_ms, T0 + waited_ms, synced)
+    if waited_ms < ttl_ms:
+        assert later is None
+    else:
+        assert (later.status, later.reason, later.run) == ("refused", "expired", [])
+        assert decode_dispensed(later.ack).reason == "expired"
+        assert feeder.food_capacity() == 100, "the feed that never ran is not counted"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "60000", True, [], {}])
+def test_malformed_ttl_is_refused_as_malformed(bad: object) -> None:
+    decision = fl.Feeder().handle(with_ttl(gateway_action(request()), bad), T0, True)
+    assert (decision.status, decision.reason) == ("refused", "malformed: ttl_ms")
+    assert no_motor(decision)
+    assert decode_dispensed(decision.ack).reason == "malformed: ttl_ms"
+
+
+def test_null_ttl_is_absent_and_the_absolute_time_applies() -> None:
+    payload = with_ttl(gateway_action(request(expires_at_ms=T0 - 1)), None)
+    assert fl.Feeder().handle(payload, T0, True).reason == "expired"
+    assert fl.Feeder().handle(payload, 5_000, False).status == "served"
 
 
 # --- the MicroPython harness, under CPython -------------------------------------------------------
@@ -461,172 +513,5 @@ def test_logic_module_avoids_what_micropython_lacks() -> None:
     assert imported == {"json"}
 
 
-# --- the glue (firmware/main.py) on fake hardware ---------------------------------------------
-
-
-class FakePin:
-    OUT = 3
-    IN = 1
-
-    def __init__(self, num: int, mode: int = 0, value: int = 0) -> None:
-        self.num = num
-        self.values = [value]
-
-    def value(self, v: int | None = None) -> int:
-        if v is not None:
-            self.values.append(v)
-        return self.values[-1]
-
-
-class FakeWDT:
-    def __init__(self, timeout: int) -> None:
-        self.timeout = timeout
-        self.feeds = 0
-
-    def feed(self) -> None:
-        self.feeds += 1
-
-
-class FakeClock:
-    """MicroPython's time module, in simulated ms."""
-
-    def __init__(self) -> None:
-        self.ms = 0
-
-    def ticks_ms(self) -> int:
-        return self.ms
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def ticks_add(self, a: int, b: int) -> int:
-        return a + b
-
-    def sleep_ms(self, ms: int) -> None:
-        self.ms += ms
-
-    def time_ns(self) -> int:
-        return (T0 + self.ms) * 1_000_000
-
-    def gmtime(self, secs: int = 0) -> tuple[int, ...]:
-        return (1970, 1, 1, 0, 0, 0, 3, 1)
-
-
-class FakeMQTTClient:
-    instances: ClassVar[list[FakeMQTTClient]] = []
-
-    def __init__(self, client_id: str, server: str, **kwargs: object) -> None:
-        self.client_id = client_id
-        self.server = server
-        self.kwargs = kwargs
-        self.will: tuple[object, ...] | None = None
-        self.clean_session: bool | None = None
-        self.published: list[tuple[str, bytes, bool, int]] = []
-        self.subscribed: list[tuple[str, int]] = []
-        self.inbox: list[tuple[bytes, bytes]] = []
-        self.callback = None
-        FakeMQTTClient.instances.append(self)
-
-    def set_callback(self, f) -> None:
-        self.callback = f
-
-    def set_last_will(self, topic: str, msg: bytes, retain: bool = False, qos: int = 0) -> None:
-        self.will = (topic, msg, retain, qos)
-
-    def connect(self, clean_session: bool = True) -> int:
-        self.clean_session = clean_session
-        return 0
-
-    def publish(self, topic: str, msg: bytes, retain: bool = False, qos: int = 0) -> None:
-        self.published.append((topic, bytes(msg), retain, qos))
-
-    def subscribe(self, topic: str, qos: int = 0) -> None:
-        self.subscribed.append((topic, qos))
-
-    def check_msg(self) -> None:
-        while self.inbox:
-            topic, msg = self.inbox.pop(0)
-            self.callback(topic, msg)
-
-    def ping(self) -> None:
-        pass
-
-
-@pytest.fixture
-def device(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """firmware/main.py imported with fake machine, network, ntptime and umqtt modules."""
-    pins: dict[int, FakePin] = {}
-
-    def make_pin(num: int, mode: int = 0, value: int = 0) -> FakePin:
-        pins[num] = FakePin(num, mode, value)
-        return pins[num]
-
-    make_pin.OUT = FakePin.OUT  # type: ignore[attr-defined]
-    machine = types.SimpleNamespace(Pin=make_pin, WDT=FakeWDT, PWM=None, ADC=None)
-    network = types.SimpleNamespace(
-        STA_IF=0,
-        WLAN=lambda _i: types.SimpleNamespace(isconnected=lambda: True),
-    )
-    ntptime = types.SimpleNamespace(host="", settime=lambda: None)
-    umqtt = types.ModuleType("umqtt")
-    simple = types.ModuleType("umqtt.simple")
-    simple.MQTTClient = FakeMQTTClient  # type: ignore[attr-defined]
-    for name, module in {
-        "machine": machine,
-        "network": network,
-        "ntptime": ntptime,
-        "umqtt": umqtt,
-        "umqtt.simple": simple,
-    }.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.syspath_prepend(str(FIRMWARE))
-    monkeypatch.delitem(sys.modules, "main", raising=False)
-    monkeypatch.delitem(sys.modules, "feeder_logic", raising=False)
-    import main  # type: ignore[import-not-found]  # noqa: PLC0415 - after the fakes are in
-
-    clock = FakeClock()
-    monkeypatch.setattr(main, "time", clock)
-    monkeypatch.chdir(tmp_path)
-    FakeMQTTClient.instances = []
-    config = json.loads((FIRMWARE / "config.example.json").read_text())
-    config["feeding"]["max_run_ms"] = 5000
-    return types.SimpleNamespace(main=main, pins=pins, clock=clock, config=config)
-
-
-def test_glue_connects_persistently_and_announces_itself(device) -> None:
-    app = device.main.App(device.config)
-    client = app.connect_mqtt()
-    assert client.clean_session is False
-    assert client.will == ("cat-feeder/availability", b"offline", True, 1)
-    assert ("cat-feeder/availability", b"online", True, 1) in client.published
-    assert client.subscribed == [("cat-feeder/action", 1)]
-
-
-def test_glue_feeds_once_acks_and_remembers_across_reboot(device) -> None:
-    app = device.main.App(device.config)
-    app.clock.synced = True
-    client = app.connect_mqtt()
-    payload = gateway_action(request("glue-1", bowls=(Bowl.LEFT, Bowl.RIGHT), portion_ms=9000))
-    client.inbox.append((b"cat-feeder/action", payload))
-    start = device.clock.ms
-    app.step(client)
-
-    left_in1, left_in2 = device.pins[3], device.pins[4]
-    assert left_in1.values[-2:] == [1, 0], "the left motor ran and stopped"
-    assert set(left_in2.values) == {0}
-    assert device.pins[6].values[-2:] == [1, 0]
-    assert device.clock.ms - start >= 5000, "ran for the clamped portion"
-    acks = [p for p in client.published if p[0] == "cat-feeder/dispensed"]
-    assert len(acks) == 1
-    report = decode_dispensed(acks[0][1])
-    assert (report.request_id, report.status, report.ran_ms) == ("glue-1", "served", 5000)
-    assert acks[0][3] == 1
-    assert "glue-1" in Path(device.main.MEMORY_FILE).read_text()
-
-    rebooted = device.main.App(device.config)
-    client2 = rebooted.connect_mqtt()
-    client2.inbox.append((b"cat-feeder/action", payload))
-    rebooted.step(client2)
-    assert device.pins[3].values == [0, 0], "no motor after the reboot: only the stop at start"
-    acks = [p for p in client2.published if p[0] == "cat-feeder/dispensed"]
-    assert decode_dispensed(acks[0][1]).reason == "duplicate"
+# The glue (firmware/main.py) runs on the host with the real umqtt.simple, against a real
+# broker through a fault proxy: tests/test_firmware_host.py.

@@ -40,3 +40,22 @@ def test_core_cases_pass_under_micropython() -> None:
     assert summary is not None, output
     assert int(summary.group(1)) >= 10, output
     assert int(summary.group(2)) == 0, output
+
+
+def test_the_firmware_code_fits_a_small_heap() -> None:
+    """main.py compiled and feeder_logic imported, measured under MicroPython: a budget that
+    leaves most of the ESP32-C3's MicroPython heap (about 150-200 KB) for sockets and JSON."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (scripts/install-deps installs it)")
+    result = subprocess.run(
+        [node, str(HOST_CHECK / "footprint.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sizes = dict(line.split() for line in result.stdout.splitlines())
+    assert 0 < int(sizes["main.py"]) <= 56 * 1024, sizes
+    assert 0 < int(sizes["feeder_logic"]) <= 20 * 1024, sizes

@@ -57,7 +57,7 @@ from gateway.events import (
     RefusedBy,
 )
 from gateway.intake import FeedCommand, Intake
-from gateway.journal import Journal, JournalReader
+from gateway.journal import EventFilter, Journal, JournalReader
 from gateway.policy import Limits
 from gateway.rate import Pacer
 from gateway.sinks.base import SinkContext
@@ -412,7 +412,7 @@ async def test_an_event_held_in_memory_is_sent_only_once_it_is_durable(tmp_path,
     with Cloud(tls_broker, pki, [EVENTS]).start() as cloud:
         async with sink_running(config) as parts:
             journal = parts.journal
-            journal.RETRY_MAX_S = 0.2  # retry the full disk often: the test lifts the limit
+            journal.retry.max_s = 0.2  # retry the full disk often: the test lifts the limit
             before = await levels(parts.intake, 60)
             await until(lambda: parts.sink.cursor == before.seq, WITHIN, "the first events sent")
             # Let the cursor's own commit land before touching the writer connection.
@@ -761,7 +761,7 @@ async def test_a_command_is_acknowledged_only_once_journaled(tmp_path, pki, tls_
 def requests_in(journal: Journal) -> list[FeedRequested]:
     return [
         e.payload
-        for e in journal.query(types=[EventType.FEED_REQUESTED.value])
+        for e in journal.reader.query(EventFilter(types=(EventType.FEED_REQUESTED.value,)))
         if isinstance(e.payload, FeedRequested)
     ]
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.chain import GENESIS_HASH, chain_hash
-from gateway.daemon import open_journal
 from gateway.errors import (
     JournalCorruptError,
     JournalError,
@@ -29,7 +27,9 @@ from gateway.events import (
     canonical_json,
 )
 from gateway.journal import Journal, JournalReader, open_new_event
-from gateway.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from gateway.journal.chain import GENESIS_HASH, chain_hash
+from gateway.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from gateway.journal.writer import CommitThread
 
 
 def level(n: int, at: int = 1_800_000_000_000):
@@ -417,7 +417,7 @@ async def test_a_torn_tail_is_found_at_open_and_the_journal_set_aside(tmp_path):
         Journal.open(torn)
 
     # The daemon sets it aside untouched and starts a new journal linked to its last hash.
-    journal = open_journal(torn)
+    journal = Journal.open_or_set_aside(torn)
     journal.close()
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("torn.db.damaged-")]
     main_file = [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
@@ -460,7 +460,7 @@ async def test_a_full_disk_holds_events_in_memory_and_records_them_as_recovered(
     assert journal.health.failing
     assert journal.health.held >= 1
     # Readers (the feeder sink) see held events, in order, right away.
-    seen = journal.read_after(first_held.seq - 1, limit=1000)
+    seen = journal.read_visible(first_held.seq - 1, limit=1000)
     assert [e.seq for e in seen] == list(range(first_held.seq, held[-1].seq + 1))
 
     journal.writer_pragma("PRAGMA max_page_count = 1073741823")
@@ -492,22 +492,24 @@ async def test_events_that_can_never_be_written_are_reported_lost_at_stop(tmp_pa
     assert "lost from the ledger" in caplog.text
 
 
-async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written_twice(tmp_path):
+async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written_twice(
+    tmp_path, monkeypatch
+):
     """SQLite can report an error from COMMIT after the transaction is durable. The retry must
     take those events as written, not trip the gapless trigger for ever."""
     path = tmp_path / "j.db"
     journal = Journal.open(path)
-    real_commit = journal._commit
+    real_commit = CommitThread._commit
     lied = []
 
-    def commit_then_report_failure(items, cursors, letters=()):
-        written = real_commit(items, cursors, letters)
+    def commit_then_report_failure(self, items, cursors, letters):
+        written = real_commit(self, items, cursors, letters)
         if not lied and items:
             lied.append(len(items))
             raise sqlite3.OperationalError("disk I/O error")
         return written
 
-    journal._commit = commit_then_report_failure  # type: ignore[method-assign]
+    monkeypatch.setattr(CommitThread, "_commit", commit_then_report_failure)
     journal.start()
     first = await journal.append(level(1))
     assert lied, "the failure was never injected"

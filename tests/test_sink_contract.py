@@ -479,7 +479,7 @@ async def test_durable_events_only_except_where_feeding_must_not_wait(tmp_path, 
     config = make_config(tmp_path, rig)
     async with running(config, rig) as run:
         journal = run.journal
-        journal.RETRY_MAX_S = 0.2  # retry the full disk often: the test lifts the limit
+        journal.retry.max_s = 0.2  # retry the full disk often: the test lifts the limit
         warm = await run.add(2)
         await run.all_arrived(warm)
         await until(lambda: run.status.cursor == warm[-1].seq, WITHIN, "the first ones sent")

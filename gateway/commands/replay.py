@@ -8,8 +8,6 @@ replay's own cursor row after each accepted batch.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,17 +16,18 @@ from typing import Final
 
 import click
 
+from gateway.clock import SystemClock
 from gateway.commands.common import fail, load_config, open_reader, when
 from gateway.commands.options import config_option, journal_option
 from gateway.config import Config
+from gateway.errors import UsageError
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
 )
 from gateway.events import Event, EventType
-from gateway.journal import JournalReader
+from gateway.journal import EventFilter, JournalReader, OwnCursor
 from gateway.replay import (
     ReplayUsageError,
-    Selection,
     Target,
     cursor_name,
     parse_target,
@@ -44,78 +43,20 @@ from gateway.replay_targets import (
 
 CHUNK: Final = 500  # events read per read transaction
 EXIT_FAILED: Final = 1
-# --- the replay's cursor -------------------------------------------------------------------
-
-
-class ReplayCursor:
-    """The row ``replay:<name>`` in the journal's cursors table, written by this process.
-
-    Its own connection, its own short transactions: the daemon (the only appender of events)
-    keeps writing meanwhile, and never touches this row.
-    """
-
-    def __init__(self, journal: Path, name: str) -> None:
-        self.sink = cursor_name(name)
-        self._conn = sqlite3.connect(journal, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        # NORMAL in WAL: a killed replay loses nothing it committed; a power cut may lose the
-        # last move, which only means sending a batch again.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-
-    def get(self) -> int | None:
-        row = self._conn.execute("SELECT seq FROM cursors WHERE sink = ?", (self.sink,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def save(self, seq: int) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.execute(
-                "INSERT INTO cursors (sink, seq, updated_at_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, "
-                "updated_at_ms = excluded.updated_at_ms",
-                (self.sink, seq, time.time_ns() // 1_000_000),
-            )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 def chunks(
-    reader: JournalReader, selection: Selection, after: int, end: int
+    reader: JournalReader, selection: EventFilter, after: int, end: int
 ) -> Iterator[list[Event]]:
     """The selected events in (after, end], in seq order, CHUNK at a time (each chunk its own
     short read)."""
     position = after
     while position < end:
-        events = list(
-            reader.query(
-                types=selection.types,
-                since_ms=selection.since_ms,
-                until_ms=selection.until_ms,
-                from_seq=position + 1,
-                to_seq=end,
-                limit=CHUNK,
-            )
-        )
+        events = list(reader.query(selection.between(position, end), limit=CHUNK))
         if not events:
             return
         yield events
         position = events[-1].seq
-
-
-def count_selected(reader: JournalReader, selection: Selection, after: int, end: int) -> int:
-    where, args = selection.where(after, end)
-    conn = sqlite3.connect(f"{reader.path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        (n,) = conn.execute(f"SELECT count(*) FROM events WHERE {where}", args).fetchone()  # noqa: S608
-    finally:
-        conn.close()
-    return int(n)
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -197,12 +138,12 @@ def replay(  # noqa: PLR0917 - one parameter per option
     try:
         target = parse_target(target_text)
         cursor_name(name)
-        selection = Selection(from_seq, to_seq, since, until, types)
-    except ReplayUsageError as e:
+        selection = EventFilter(types, (), from_seq, to_seq, since, until).checked()
+    except UsageError as e:  # a bad target, name or range
         fail(str(e))
     config = load_config(config_path)
     with open_reader(journal_path, config_path) as reader:
-        cursor = ReplayCursor(reader.path, name)
+        cursor = OwnCursor(reader.path, cursor_name(name), SystemClock())
         try:
             sender = _open_target(
                 target,
@@ -270,9 +211,9 @@ def _open_target(
 
 def _run(
     reader: JournalReader,
-    cursor: ReplayCursor,
+    cursor: OwnCursor,
     sender: JsonlTarget | EventBridgeTarget | IotCoreTarget,
-    selection: Selection,
+    selection: EventFilter,
     *,
     name: str,
     target: Target,
@@ -280,7 +221,7 @@ def _run(
 ) -> None:
     start = selection.start_after(cursor.get())
     end = selection.end(reader.last_seq())
-    total = count_selected(reader, selection, start, end) if end > start else 0
+    total = reader.count(selection.between(start, end)) if end > start else 0
     resumed = f" (resuming after seq {start})" if cursor.get() else ""
     say(f"replay {name} to {target}: {total} events in seq {start + 1}..{end}{resumed}")
     sent = 0

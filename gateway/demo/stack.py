@@ -8,8 +8,8 @@ All on 127.0.0.1 with ports the kernel picks (``gateway.devstack``):
   EventBridge would deliver;
 - the "internet": a relay between the gateway's EventBridge sink and moto, which the demo cuts
   and restores;
-- the feeder simulator (:mod:`gateway.feeder_sim`: the firmware's logic against the broker),
-  slowed to a watchable pace.
+- the feeder simulator (:mod:`gateway.devstack.feeder_sim`: the firmware's logic against the
+  broker), slowed to a watchable pace.
 
 Started in that order and stopped in reverse.
 """
@@ -98,12 +98,12 @@ def demo_config(state_dir: Path, broker_port: int, relay_url: str) -> Config:
 
 
 class Feeder:
-    """The feeder simulator (:class:`gateway.feeder_sim.FeederSim`), slowed to a watchable
+    """The feeder simulator (:class:`gateway.devstack.feeder_sim.FeederSim`), slowed to a watchable
     pace: a 2 s portion turns the motors for half a second, and the level drops visibly."""
 
     def __init__(self, host: str, port: int, workdir: Path) -> None:
         try:
-            from gateway.feeder_sim import FeederSim  # noqa: PLC0415 - started only by the demo
+            from gateway.devstack.feeder_sim import FeederSim  # noqa: PLC0415 - started only by the demo
         except ImportError as e:
             raise DemoError(
                 f"the feeder simulator cannot be loaded ({e}); reinstall the project "

@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Protocol
 
-from gateway.chain import GENESIS_HASH
 from gateway.errors import GatewayError
-from gateway.journal import JournalReader
-from gateway.schema import APPLICATION_ID
+from gateway.journal import GENESIS_HASH, JournalReader
+from gateway.journal.schema import APPLICATION_ID
 
 
 class Insert(NamedTuple):
@@ -141,13 +140,6 @@ class BuildResult:
 Progress = Callable[[int, int], None]  # (position, target)
 
 
-def ro_connection(journal: Path) -> sqlite3.Connection:
-    """A read-only connection to a journal (WAL readers never block the writer)."""
-    conn = sqlite3.connect(f"{journal.resolve().as_uri()}?mode=ro", uri=True)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
 def target_seq(
     reader: JournalReader, *, until_seq: int | None = None, until_ms: int | None = None
 ) -> int:
@@ -155,15 +147,9 @@ def target_seq(
     last = reader.last_seq()
     target = last if until_seq is None else min(until_seq, last)
     if until_ms is not None:
-        conn = ro_connection(reader.path)
-        try:
-            (first_at_or_after,) = conn.execute(
-                "SELECT MIN(seq) FROM events WHERE occurred_at_ms >= ?", (until_ms,)
-            ).fetchone()
-        finally:
-            conn.close()
+        first_at_or_after = reader.first_seq_at_or_after(until_ms)
         if first_at_or_after is not None:
-            target = min(target, int(first_at_or_after) - 1)
+            target = min(target, first_at_or_after - 1)
     return max(0, target)
 
 
@@ -284,50 +270,39 @@ class Runner:
         # would only rescan them (its full passes grow with what a window keeps alive).
         collecting = gc.isenabled()
         gc.disable()
-        journal = ro_connection(reader.path)
         try:
             for after, end in windows:
-                applied += self._fold_window(journal, after, end)
+                applied += self._fold_window(reader, after, end)
                 if progress is not None:
                     progress(end, target)
         finally:
-            journal.close()
             if collecting:
                 gc.enable()
         return BuildResult(start, target, applied, time.perf_counter() - started)
 
     def _check_same_journal(self, reader: JournalReader, pos: Position) -> None:
-        expected = reader.genesis_hash() if pos.seq == 0 else _hash_at(reader, pos.seq)
+        if pos.seq == 0:
+            expected: str | None = reader.genesis_hash()
+        else:
+            at = reader.position_at(pos.seq)
+            expected = None if at is None else at[0]
         if expected != pos.hash:
             raise ProjectionError(
                 f"{self.out} was built from another journal (its position, seq {pos.seq}, "
                 "does not match this journal's chain there): rebuild it (--rebuild)"
             )
 
-    def _fold_window(self, journal: sqlite3.Connection, after: int, end: int) -> int:
+    def _fold_window(self, reader: JournalReader, after: int, end: int) -> int:
         """Apply seqs (after, end] and move the position after -> end, in one transaction."""
-        prepared = self._prepare(journal, after, end)
+        prepared = self._prepare(reader, after, end)
         self._commit(prepared)
         return prepared.rows
 
-    def _prepare(self, journal: sqlite3.Connection, after: int, end: int) -> _Window:
+    def _prepare(self, reader: JournalReader, after: int, end: int) -> _Window:
         """Read seqs (after, end] and fold them into what to write. No write here."""
         p = self.projection
-        sql = (
-            "SELECT seq, type, occurred_at_ms, clock_synced, origin, payload FROM events "
-            "WHERE seq > ? AND seq <= ?"
-        )
-        args: list[Any] = [after, end]
-        if p.event_types is not None:
-            types = sorted(p.event_types)
-            # "+type": scan by seq, not through the type index (then sort).
-            sql += f" AND +type IN ({','.join('?' * len(types))})"
-            args.extend(types)
-        sql += " ORDER BY seq"
-        rows = journal.execute(sql, args).fetchall()
-        tail = journal.execute(
-            "SELECT hash, occurred_at_ms FROM events WHERE seq = ?", (end,)
-        ).fetchone()
+        rows = reader.fold_rows(after, end, p.event_types)
+        tail = reader.position_at(end)
         if tail is None:
             raise ProjectionError(f"the journal has no seq {end}")
         apply = p.apply
@@ -352,7 +327,7 @@ class Runner:
                     steps.append(Sql(op[0], op[1]))
         if pending:
             steps.append(pending)
-        return _Window(after, end, str(tail[0]), tail[1], steps, len(rows))
+        return _Window(after, end, tail[0], tail[1], steps, len(rows))
 
     def _commit(self, w: _Window) -> None:
         """Write a prepared window and move the position w.after -> w.end: one transaction,
@@ -406,15 +381,6 @@ class _Window:
 
 def _insert_sql(table: str, width: int) -> str:
     return f'INSERT INTO "{table}" VALUES ({",".join("?" * width)})'  # noqa: S608 - own tables
-
-
-def _hash_at(reader: JournalReader, seq: int) -> str | None:
-    conn = ro_connection(reader.path)
-    try:
-        row = conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else str(row[0])
 
 
 def _now_ms() -> int:

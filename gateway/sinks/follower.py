@@ -123,7 +123,7 @@ class Follower:
         bound = self.readable_seq if upto is None else min(upto, self.readable_seq)
         if after >= bound:
             return []
-        return self.journal.read_after(after, limit, upto=bound)
+        return self.journal.read_visible(after, limit, upto=bound)
 
     async def wait_beyond(self, seq: int) -> None:
         """Until an event after ``seq`` is readable."""

@@ -66,7 +66,7 @@ class HomeAssistantPublisher:
             self.name, SinkSettings(start="tail"), journal, context.intake, self.clock
         )
         self.state = HomeState()
-        for event in home_history(journal, self.clock.now_ms()):
+        for event in home_history(journal.reader, self.clock.now_ms()):
             self.state.apply(event)
         self.state.seq = max(self.state.seq, journal.visible_seq)
         self.link = MqttLink(
@@ -168,7 +168,7 @@ class HomeAssistantPublisher:
         journal = self.context.journal
         backlog = {}
         for sink in self.cloud_sinks:
-            cursor = journal.cursor(sink)
+            cursor = journal.saved_cursor(sink)
             backlog[sink] = max(0, journal.visible_seq - (cursor or 0))
         messages = state_messages(
             self.state,

@@ -1,57 +1,20 @@
 """A simulated cat feeder: the firmware's own logic on the host, against a real MQTT broker.
 
-The feeder's decisions — decoding a ``cat-feeder/action`` message, refusing a served or expired
-request, capping a portion, planning the motors — live in ``firmware/feeder_logic.py``, a module
-with no hardware imports that the ESP32-C3 runs under MicroPython. This simulator runs that SAME
-module under CPython and replaces only the hardware: the MQTT client is paho-mqtt (MQTT 5), the
-motors are a list of recorded runs, the flash that holds the dedupe memory is a file, and the
-food level is a number that drops as the motors turn. So what the tests and the demo see the
-feeder do is what the firmware would decide.
-
-It speaks docs/architecture.md's "Local MQTT topics" as the device does:
-
-- a persistent session (fixed client id, ``clean_start=False``, a session expiry), so requests
-  published while it was away are queued by the broker and arrive when it is back;
-- a retained last will ``offline`` on ``cat-feeder/availability``, and a retained ``online``
-  on every connect;
-- ``cat-feeder/action`` subscribed at QoS 1; each message is handed to the logic;
-- the acknowledgement (``served`` / ``refused`` with a reason) on ``cat-feeder/dispensed`` at
-  QoS 1, and ``{"food_capacity": N}`` on ``cat-feeder/states`` whenever the level changes.
-
-Why the dedupe memory is written before the PUBACK: paho acknowledges a QoS 1 message when
-``on_message`` returns. The decision and the memory file are both done by then, so a broker that
-redelivers (the PUBACK was lost, the simulator restarted) meets a memory that already holds the
-id, and the request is refused as a duplicate instead of feeding twice. The motor run itself and
-the acknowledgement happen on a worker thread, in order, so a long (unscaled) run never blocks
-paho's network thread and its keepalive.
-
-Motors take simulated time: a run of ``ms`` milliseconds sleeps ``ms * time_scale`` real
-milliseconds (``time_scale=0.001`` by default: 10 s of motor take 10 ms). The food level drops
-by ``food_per_motor_ms`` per millisecond per running motor, from 100, never below 0.
-
-Thread safety: every public property and method may be called from any thread. ``wait_until``
-blocks on a condition that is notified on every change, for tests and the demo.
-
-``python -m gateway.feeder_sim --host H --port P`` runs one for people.
+What it is and why it behaves as it does is in :mod:`gateway.devstack.feeder`'s docstring.
+``python -m gateway.devstack.feeder_cli --host H --port P`` runs one for people.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
 import json
 import logging
-import os
 import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Final, Self, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -59,135 +22,29 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = [
-    "DEFAULT_CLIENT_ID",
-    "FeederLogic",
-    "FeederSim",
-    "LogicOutcome",
-    "MotorRun",
-    "SimTopics",
-    "main",
-]
+from gateway.devstack.feeder import (
+    DEFAULT_CLIENT_ID,
+    DISCONNECT_WITH_WILL,
+    FULL,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    FeederLogic,
+    LogicOutcome,
+    MotorRun,
+    SimStats,
+    SimTopics,
+    Work,
+    load_flash,
+    message_id,
+    save_flash,
+    wall_clock_ms,
+)
+
+__all__ = ["FeederSim", "LogicOutcome", "MotorRun", "SimTopics"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_CLIENT_ID: Final = "cat-feeder-sim"
-LOGIC_MODULE: Final = "firmware.feeder_logic"
-START_TIMEOUT: Final = 10.0
-STOP_TIMEOUT: Final = 10.0
-FULL: Final = 100
-
-# MQTT 5 DISCONNECT reason 0x04: "Disconnect with Will Message" — the broker publishes the
-# will as if the connection had been lost, which is what a feeder losing power looks like.
-_DISCONNECT_WITH_WILL: Final = 4
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class SimTopics:
-    action: str = "cat-feeder/action"
-    dispensed: str = "cat-feeder/dispensed"
-    states: str = "cat-feeder/states"
-    availability: str = "cat-feeder/availability"
-
-
-@dataclass(frozen=True, slots=True)
-class MotorRun:
-    """One simulated dispense: the request it served (None for an old-format message), the
-    bowls whose motors turned, and for how long (simulated ms)."""
-
-    request_id: str | None
-    bowls: tuple[str, ...]
-    ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class LogicOutcome:
-    """What the logic decided for one message, in the simulator's terms."""
-
-    status: str  # "served" | "refused" | "ignored"
-    reason: str | None
-    request_id: str | None
-    run: MotorRun | None
-    ack: bytes | None
-    persist: bool
-
-
-@dataclass
-class _Work:
-    run: MotorRun | None
-    ack: bytes | None
-
-
-# --- the firmware's logic, behind one small adapter ------------------------------------------
-
-
-class FeederLogic:
-    """The adapter between the simulator and ``firmware.feeder_logic``.
-
-    The module is imported by name (not statically), so mypy checks the gateway strictly
-    without following into MicroPython-flavoured, unannotated code; this class is the one place
-    that knows the firmware's API (see its module docstring): ``Feeder(config, memory_blob)``,
-    ``handle(payload, now_ms, clock_synced) -> Decision`` with ``.status``, ``.reason``,
-    ``.request_id``, ``.run`` (a list of (bowl, ms) run together), ``.ack`` (bytes or None)
-    and ``.persist``; ``memory_blob()``; and the module's ``states_payload(level)``.
-    """
-
-    def __init__(self, config: Mapping[str, Any] | None, memory_blob: str | None) -> None:
-        self.module: Any = importlib.import_module(LOGIC_MODULE)
-        self.feeder: Any = self.module.Feeder(dict(config or {}), memory_blob)
-
-    def handle(self, payload: bytes, now_ms: int, clock_synced: bool) -> LogicOutcome:
-        decision = self.feeder.handle(payload, now_ms, clock_synced)
-        request_id = decision.request_id
-        pairs = [(str(bowl), int(ms)) for bowl, ms in decision.run if int(ms) > 0]
-        run = None
-        if pairs:
-            # The motors of one request run together: the run lasts as long as the longest.
-            run = MotorRun(
-                request_id=request_id,
-                bowls=tuple(bowl for bowl, _ in pairs),
-                ms=max(ms for _, ms in pairs),
-            )
-        ack = decision.ack
-        return LogicOutcome(
-            status=str(decision.status),
-            reason=None if decision.reason is None else str(decision.reason),
-            request_id=None if request_id is None else str(request_id),
-            run=run,
-            ack=None if ack is None else bytes(ack),
-            persist=bool(decision.persist),
-        )
-
-    def memory_blob(self) -> str:
-        return str(self.feeder.memory_blob())
-
-    def states_payload(self, level: int) -> bytes:
-        return bytes(self.module.states_payload(level))
-
-
-# --- the simulator ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Stats:
-    received: int = 0
-    received_ids: list[str | None] = field(default_factory=list)
-    redelivered: int = 0
-    duplicates_refused: int = 0
-    refused: list[tuple[str | None, str]] = field(default_factory=list)
-    ignored: int = 0
-    decisions: list[LogicOutcome] = field(default_factory=list)
-    acks_sent: list[bytes] = field(default_factory=list)
-    acks_dropped: list[bytes] = field(default_factory=list)
-    logic_errors: int = 0
-    connects: int = 0
-    subscribed: int = 0
 
 
 class FeederSim:
@@ -249,13 +106,13 @@ class FeederSim:
         self._published_level: int | None = None
         self._runs: list[MotorRun] = []
         self._current_run: MotorRun | None = None
-        self._stats = _Stats()
+        self._stats = SimStats()
         self._online = False
         self._started = False
-        self._work: queue.Queue[_Work | None] = queue.Queue()
+        self._work: queue.Queue[Work | None] = queue.Queue()
         self._pending = 0  # work queued and not yet finished
         self._worker: threading.Thread | None = None
-        self.logic = FeederLogic(logic_config, self._load_memory())
+        self.logic = FeederLogic(logic_config, load_flash(self.memory_path))
 
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
@@ -341,7 +198,7 @@ class FeederSim:
             )
 
     def _disconnect_with_will(self) -> None:
-        reason = ReasonCode(PacketTypes.DISCONNECT, identifier=_DISCONNECT_WITH_WILL)
+        reason = ReasonCode(PacketTypes.DISCONNECT, identifier=DISCONNECT_WITH_WILL)
         self.client.disconnect(reasoncode=reason)
         self.client.loop_stop()
         with self._cond:
@@ -395,7 +252,7 @@ class FeederSim:
             if outcome.persist:
                 # Remember before the PUBACK (sent when this callback returns): see the
                 # module docstring.
-                self._save_memory()
+                save_flash(self.memory_path, self.logic.memory_blob())
         except Exception:
             # The logic promises never to raise on a payload; if it does anyway, the simulator
             # says so and carries on, as the firmware's main loop would.
@@ -418,11 +275,11 @@ class FeederSim:
                 self._pending += 1
             self._cond.notify_all()
         if outcome.run is not None or outcome.ack is not None:
-            self._work.put(_Work(run=outcome.run, ack=outcome.ack))
+            self._work.put(Work(run=outcome.run, ack=outcome.ack))
 
     def _note_received(self, payload: bytes, dup: bool) -> None:
         self._stats.received += 1
-        self._stats.received_ids.append(_message_id(payload))
+        self._stats.received_ids.append(message_id(payload))
         if dup:
             self._stats.redelivered += 1
 
@@ -477,27 +334,6 @@ class FeederSim:
                 return
             self._published_level = level
         self.client.publish(self.topics.states, self.logic.states_payload(level), qos=1)
-
-    # --- simulated flash -----------------------------------------------------------------------
-
-    def _load_memory(self) -> str | None:
-        if self.memory_path is None:
-            return None
-        try:
-            return self.memory_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
-    def _save_memory(self) -> None:
-        if self.memory_path is None:
-            return
-        blob = self.logic.memory_blob()
-        tmp = self.memory_path.with_name(self.memory_path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.memory_path)
 
     # --- what tests and the demo look at -------------------------------------------------------
 
@@ -649,75 +485,3 @@ class FeederSim:
     def __repr__(self) -> str:
         state = "online" if self.online else "offline"
         return f"FeederSim({self.client_id}@{self.host}:{self.port}, {state})"
-
-
-def _message_id(payload: bytes) -> str | None:
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        return None
-    if isinstance(body, dict) and isinstance(body.get("id"), str):
-        return str(body["id"])
-    return None
-
-
-# --- the command line ------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m gateway.feeder_sim",
-        description="A simulated cat feeder (the firmware's logic) on a local MQTT broker.",
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-    p.add_argument("--memory-file", type=Path, help="simulated flash for the dedupe memory")
-    p.add_argument("--config", type=Path, help="device config (JSON) for the firmware logic")
-    p.add_argument(
-        "--time-scale", type=float, default=0.001, help="real seconds per simulated second"
-    )
-    p.add_argument("--food-per-motor-ms", type=float, default=0.0005)
-    p.add_argument("--drop-acks", action="store_true", help="never acknowledge (a jam)")
-    p.add_argument("--clock-not-synced", action="store_true")
-    p.add_argument("--log-level", default="INFO")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = None
-    if args.config is not None:
-        config = json.loads(args.config.read_text(encoding="utf-8"))
-    sim = FeederSim(
-        args.host,
-        args.port,
-        client_id=args.client_id,
-        memory_path=args.memory_file,
-        logic_config=config,
-        time_scale=args.time_scale,
-        food_per_motor_ms=args.food_per_motor_ms,
-        drop_acks=args.drop_acks,
-        clock_synced=not args.clock_not_synced,
-    )
-    done = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    sim.start(wait=False)
-    log.info("feeder simulator %s on %s:%d; Ctrl-C to stop", args.client_id, args.host, args.port)
-    with contextlib.suppress(KeyboardInterrupt):
-        done.wait()
-    sim.stop()
-    log.info("stopped: %d motor runs, food level %d", len(sim.runs), sim.food_level)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ so anyone can recompute a row with coreutils::
 The genesis hash of a fresh journal is 64 zeros; a journal started after a damaged one was set
 aside begins from that journal's last known hash, so the two histories stay linked.
 
-Pure functions only: the journal computes, ``verify`` rechecks.
+Pure functions only: the writer computes, ``verify`` rechecks, both through :func:`layout`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,64 @@ class ChainRow:
     hash: str
 
 
+def layout(  # noqa: PLR0917 - positional: verify calls it once per row
+    prev_hash: str,
+    seq: int,
+    event_id: str,
+    type_: str,
+    occurred_at_ms: int,
+    clock_synced: int,
+    origin: str,
+    recovered: int,
+    payload: str,
+) -> bytes:
+    """The bytes a row's hash covers, from its stored columns (flags as the stored 0 or 1).
+
+    The one place the layout is written: the writer, ``verify`` and the tools all call it.
+    Positional and without defaults because ``verify`` calls it once per row of a million.
+    """
+    return "\n".join(
+        (
+            prev_hash,
+            str(seq),
+            event_id,
+            type_,
+            str(occurred_at_ms),
+            str(clock_synced),
+            origin,
+            str(recovered),
+            payload,
+        )
+    ).encode("utf-8")
+
+
+def stored_hash(  # noqa: PLR0917 - the same fields as layout, in its order
+    prev_hash: str,
+    seq: int,
+    event_id: str,
+    type_: str,
+    occurred_at_ms: int,
+    clock_synced: int,
+    origin: str,
+    recovered: int,
+    payload: str,
+) -> str:
+    """The hash of a row given its stored columns (see :func:`layout`)."""
+    return hashlib.sha256(
+        layout(
+            prev_hash,
+            seq,
+            event_id,
+            type_,
+            occurred_at_ms,
+            clock_synced,
+            origin,
+            recovered,
+            payload,
+        )
+    ).hexdigest()
+
+
 def chain_bytes(
     prev_hash: str,
     *,
@@ -60,18 +118,18 @@ def chain_bytes(
     recovered: bool,
     payload: str,
 ) -> bytes:
-    fields = (
+    """:func:`layout` with named fields and boolean flags."""
+    return layout(
         prev_hash,
-        str(seq),
+        seq,
         event_id,
         type_,
-        str(occurred_at_ms),
-        "1" if clock_synced else "0",
+        occurred_at_ms,
+        1 if clock_synced else 0,
         origin,
-        "1" if recovered else "0",
+        1 if recovered else 0,
         payload,
     )
-    return "\n".join(fields).encode("utf-8")
 
 
 def chain_hash(
@@ -86,18 +144,20 @@ def chain_hash(
     recovered: bool,
     payload: str,
 ) -> str:
-    data = chain_bytes(
-        prev_hash,
-        seq=seq,
-        event_id=event_id,
-        type_=type_,
-        occurred_at_ms=occurred_at_ms,
-        clock_synced=clock_synced,
-        origin=origin,
-        recovered=recovered,
-        payload=payload,
-    )
-    return hashlib.sha256(data).hexdigest()
+    """:func:`stored_hash` with named fields and boolean flags."""
+    return hashlib.sha256(
+        chain_bytes(
+            prev_hash,
+            seq=seq,
+            event_id=event_id,
+            type_=type_,
+            occurred_at_ms=occurred_at_ms,
+            clock_synced=clock_synced,
+            origin=origin,
+            recovered=recovered,
+            payload=payload,
+        )
+    ).hexdigest()
 
 
 def row_hash(row: ChainRow) -> str:
