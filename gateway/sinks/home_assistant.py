@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gateway import __version__
 from gateway.alert_watch import home_history
@@ -80,16 +81,9 @@ class HomeAssistantPublisher:
         self.discoveries = 0  # discovery rounds sent (the tests count them)
 
     def status(self) -> SinkStatus:
-        st = self.follower.status()
-        return SinkStatus(
-            name=st.name,
-            connected=self.link.connected,
-            cursor=st.cursor,
-            backlog=st.backlog,
-            last_error=self.link.last_error,
-            delivered=st.delivered,
-            passed_over=st.passed_over,
-            last_success_ms=st.last_success_ms,
+        # The follower's record, with this sink's own link (it publishes state, not events).
+        return replace(
+            self.follower.status(), connected=self.link.connected, last_error=self.link.last_error
         )
 
     async def run(self) -> None:
