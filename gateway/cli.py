@@ -36,6 +36,13 @@ JOURNAL_COMMANDS = {
     "verify": Lazy(f"{_C}.journal:journal_verify", "Check the whole hash chain and seq order."),
 }
 
+SCHEDULE_COMMANDS = {
+    "next": Lazy(f"{_C}.schedule:schedule_next", "Show the next meal that will be fed."),
+    "skip": Lazy(f"{_C}.schedule:schedule_skip", "Skip the next meal (journaled)."),
+    "pause": Lazy(f"{_C}.schedule:schedule_pause", "Pause every schedule until a time."),
+    "resume": Lazy(f"{_C}.schedule:schedule_resume", "End a pause now."),
+}
+
 CONFIG_COMMANDS = {
     "check": Lazy(f"{_C}.config:config_check", "Validate the config file."),
     "show": Lazy(f"{_C}.config:config_show", "Print the effective configuration as JSON."),
@@ -75,6 +82,11 @@ def journal() -> None:
     The journal's order is seq, not time: the Pi has no real-time clock, and each event records
     whether its clock was synchronised. Time filters use each event's recorded time.
     """
+
+
+@main.group("schedule", cls=LazyGroup, lazy=SCHEDULE_COMMANDS)
+def schedule_group() -> None:
+    """The running gateway's meal schedules ([[schedule]] in the config): next, skip, pause."""
 
 
 @main.group("config", cls=LazyGroup, lazy=CONFIG_COMMANDS)

@@ -25,6 +25,13 @@ from pydantic import (
 
 from gateway.errors import ConfigError
 from gateway.events import Bowl, ClickType, EventType, canonical_bowls
+from gateway.home_config import (
+    AlertsConfig,
+    HomeAssistantConfig,
+    ScheduleConfig,
+    SchedulingConfig,
+    unique_schedule_names,
+)
 from gateway.paths import StatePaths, default_state_dir, read_toml
 
 
@@ -330,6 +337,11 @@ class Config(_Section):
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # Smart-home features (gateway/home_config.py): meals, Home Assistant, alerts.
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
+    schedule: list[ScheduleConfig] = Field(default_factory=list)
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     # Sentences naming the keys of an older file that were moved (see MOVED_KEYS).
     _deprecated: list[str] = PrivateAttr(default_factory=list)
@@ -342,6 +354,8 @@ class Config(_Section):
     @classmethod
     def _old_keys(cls, data: Any) -> Any:
         return migrate_old_keys(data)
+
+    _unique_schedules = field_validator("schedule")(unique_schedule_names)
 
     @field_validator("log_level")
     @classmethod

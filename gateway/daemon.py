@@ -24,21 +24,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__, redact
+from gateway.alert_watch import AlertWatch, home_history
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
-from gateway.events import GatewayStarted, GatewayStopped, Origin
+from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
+from gateway.ha_discovery import HomeTopics
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
+from gateway.inputs.home_assistant import HomeAssistantCommands
 from gateway.inputs.mqtt_buttons import MqttButtons
+from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.latency import CommitTimes
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
+from gateway.sinks.home_assistant import HomeAssistantPublisher
 from gateway.sinks.registry import build_sinks
 from gateway.status import FeederStatus, GatewayStatus, JournalStatus, SinkStatus
 
@@ -48,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
+SCHEDULE_MEMORY_MS = 8 * 86_400_000
+CLOUD_SINKS = frozenset({"eventbridge", "iot-core"})  # whose backlog age raises an alert
 
 
 class Daemon:
@@ -96,6 +103,8 @@ class Daemon:
         self.intake = intake
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
+        if cfg.home_assistant.enabled:
+            self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(
             journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
@@ -124,9 +133,65 @@ class Daemon:
                     self.counters,
                 )
             )
+        schedule = self._schedule(intake)
+        if schedule is not None:
+            inputs.append(schedule)
+        if cfg.alerts.enabled:
+            journal = intake.journal
+            inputs.append(
+                AlertWatch(
+                    cfg.alerts,
+                    cfg.scheduling.zone,
+                    intake,
+                    self.clock,
+                    history=home_history(journal.reader, self.clock.now_ms()),
+                    journal_failing=lambda: journal.health.failing,
+                    oldest_unsent_ms=self._oldest_unsent_ms,
+                )
+            )
+        if cfg.home_assistant.enabled:
+            ha = cfg.home_assistant
+            inputs.append(
+                HomeAssistantCommands(
+                    HomeTopics.of(ha.base_topic, cfg.gateway_id, cfg.topics.availability),
+                    cfg.broker,
+                    f"fmfb-{cfg.gateway_id}-ha-commands",
+                    intake,
+                    self.counters,
+                    schedule=schedule,
+                )
+            )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
-        inputs.append(ControlServer(cfg.control_path, intake, names, self.status, self.counters))
+        inputs.append(
+            ControlServer(
+                cfg.control_path, intake, names, self.status, self.counters, schedule=schedule
+            )
+        )
         return inputs
+
+    def _schedule(self, intake: Intake) -> ScheduleInput | None:
+        cfg = self.config
+        if not cfg.schedule:
+            return None
+        journal = intake.journal
+        # What a restart must remember: meals handled and skips of the last week, and the
+        # last pause (which may be older).
+        history = [e for e in [journal.reader.last_of_types([EventType.SCHEDULE_PAUSED])] if e]
+        history += journal.reader.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
+        plans = [s.plan() for s in cfg.schedule]
+        return ScheduleInput(plans, cfg.scheduling, intake, self.clock, history)
+
+    def _oldest_unsent_ms(self) -> dict[str, int | None]:
+        """Per cloud sink, when its oldest unsent event happened (None: nothing waits)."""
+        journal = self.journal
+        out: dict[str, int | None] = {}
+        for sink in self.sinks:
+            if journal is None or sink.name not in CLOUD_SINKS:
+                continue
+            cursor = sink.status().cursor
+            oldest = journal.reader.get(cursor + 1) if cursor < journal.durable_seq else None
+            out[sink.name] = None if oldest is None else oldest.occurred_at_ms
+        return out
 
     # --- running ---------------------------------------------------------------------------
 
@@ -297,6 +362,8 @@ class Daemon:
         if state is not None and state.feeder_online is not None:
             level = "" if state.food_level is None else f" food {state.food_level}%"
             parts.append(f"feeder {'online' if state.feeder_online else 'offline'}{level}")
+        if any(isinstance(p, ScheduleInput) and p.waiting_for_clock for p in self.inputs):
+            parts.append("CLOCK NOT SYNCHRONISED: meals wait")
         bad = self.counters.total_bad
         if bad:
             parts.append(f"{bad} bad inputs")

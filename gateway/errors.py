@@ -14,7 +14,9 @@
     ├── ControlError                      the CLI could not talk to the running daemon
     ├── CloudError                        a cloud sink could not reach or use AWS
     │   └── CredentialsError              no usable AWS credentials (none, expired, refused)
-    └── BrokerSetupError                  the local broker's lock-down could not be written
+    ├── BrokerSetupError                  the local broker's lock-down could not be written
+    └── ScheduleError                     a schedule change that cannot be made (no such
+                                          schedule, no meal to skip, the clock unsynchronised)
 
 Errors from sqlite3, paho/aiomqtt and pydantic are translated at the boundary with
 ``raise ... from e`` so that a person sees what they need (the key, the seq, the topic), and the
@@ -97,3 +99,7 @@ class CredentialsError(CloudError):
 class BrokerSetupError(GatewayError):
     """The local broker's lock-down (users, passwords, ACLs) could not be planned or written:
     a name that cannot be a broker user or topic, or ``mosquitto_passwd`` missing or failing."""
+
+
+class ScheduleError(GatewayError):
+    """A schedule change that cannot be made now: the message says why."""

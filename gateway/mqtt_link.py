@@ -98,10 +98,16 @@ class LinkClient:
         await honour_cancellation(self._client.subscribe(request))
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int, properties: Properties | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        properties: Properties | None = None,
+        retain: bool = False,
     ) -> None:
         await honour_cancellation(
-            self._client.publish(topic, payload, qos=qos, properties=properties)
+            self._client.publish(topic, payload, qos=qos, properties=properties, retain=retain)
         )
 
     @property
@@ -111,9 +117,17 @@ class LinkClient:
 
 class MqttLink:
     def __init__(
-        self, broker: BrokerConfig, client_id: str, *, persistent_session: bool = True
+        self,
+        broker: BrokerConfig,
+        client_id: str,
+        *,
+        persistent_session: bool = True,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
+        """``will``: (topic, payload) the broker publishes, retained, if this link drops
+        without saying goodbye (Home Assistant's "gateway online" reads it)."""
         self.broker = broker
+        self.will = will
         self.client_id = client_id
         self.persistent_session = persistent_session
         self.connected = False
@@ -151,6 +165,7 @@ class MqttLink:
             keepalive=self.broker.keepalive_s,
             tls_params=tls_params,
             timeout=10,
+            will=None if self.will is None else aiomqtt.Will(*self.will, qos=1, retain=True),
         )
 
     async def run(self, session: Session) -> None:

@@ -36,6 +36,7 @@ class InputStatus:
     connected: bool | None  # None: has no link (GPIO, the control socket)
     last_error: str | None = None
     received: int = 0  # inputs handed to the intake since start
+    detail: str | None = None  # what the input is doing, in words (the schedule: next meal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,8 @@ def summary(event: Event) -> str:
     bits = []
     if "bowls" in p:
         bits.append("+".join(p["bowls"]))
-    for key in ("click_type", "button", "reason", "refused_by", "ran_ms", "level", "version"):
+    keys = ("click_type", "button", "schedule", "reason", "refused_by", "ran_ms", "level")
+    for key in (*keys, "version", "kind", "subject", "message", "until_ms", "meal_at_ms"):
         if p.get(key) not in (None, ""):
             bits.append(f"{key}={p[key]}")
     return " ".join(bits)

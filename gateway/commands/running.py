@@ -121,7 +121,8 @@ def status_lines(st: GatewayStatus, now_ms: int) -> list[str]:
             link = "ready"
         else:
             link = "connected" if i.connected else f"OFFLINE ({i.last_error or 'connecting'})"
-        lines.append(f"input    {i.name:<14} {link}  received {i.received}")
+        detail = f"  ({i.detail})" if i.detail else ""
+        lines.append(f"input    {i.name:<14} {link}  received {i.received}{detail}")
     f = st.feeder
     online = {True: "online", False: "offline", None: "not heard from"}[f.online]
     level = "unknown" if f.food_level is None else f"{f.food_level}%"
