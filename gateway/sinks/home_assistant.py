@@ -63,9 +63,7 @@ class HomeAssistantPublisher:
         self.cloud_sinks = [n for n in CLOUD_SINKS if n.replace("-", "_") in cfg.sinks.configured()]
         journal = context.journal
         # Only what comes after start-up is news; what came before is folded here.
-        self.follower = Follower(
-            self.name, SinkSettings(start="tail"), journal, context.intake, self.clock
-        )
+        self.follower = Follower(self.name, SinkSettings(start="tail"), context)
         self.state = HomeState()
         for event in home_history(journal.reader, self.clock.now_ms()):
             self.state.apply(event)
