@@ -61,9 +61,11 @@ def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None
     return detail
 
 
+# One encoder, built once (json.dumps builds one per call with these options).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def detail_json(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
-    """The detail as one line of compact JSON: what IoT Core, the JSONL sink and replays send
-    (one encoder, so every copy of an event reads the same)."""
-    return json.dumps(
-        cloud_detail(event, gateway_id, replay), separators=(",", ":"), ensure_ascii=False
-    )
+    """The detail as one line of compact JSON (UTF-8 text, not ASCII-escaped): what
+    EventBridge, IoT Core, the JSONL sink and replays send, so every copy reads the same."""
+    return _COMPACT.encode(cloud_detail(event, gateway_id, replay))

@@ -45,12 +45,21 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+# Each enum's members by value: a dict lookup, where calling the enum costs a few µs per field
+# and every journal row read back has several.
+_MEMBERS: dict[type[Any], dict[Any, Any]] = {}
+
+
 def parse_enum(enum: type[E], key: str, value: Any) -> E:
+    members = _MEMBERS.get(enum)
+    if members is None:
+        members = _MEMBERS[enum] = {m.value: m for m in enum}
     try:
-        return enum(value)
-    except ValueError:
+        member: E = members[value]
+    except (KeyError, TypeError):  # TypeError: an unhashable value (a list, an object)
         allowed = ", ".join(repr(m.value) for m in enum)
         raise PayloadError(key, f"{value!r} is not one of {allowed}") from None
+    return member
 
 
 def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
@@ -64,7 +73,8 @@ def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
 
 
 def canonical_bowls(bowls: Iterable[Bowl]) -> tuple[Bowl, ...]:
-    return tuple(b for b in Bowl if b in set(bowls))
+    chosen = set(bowls)
+    return tuple(b for b in Bowl if b in chosen)
 
 
 def non_negative_int(data: Mapping[str, Any], key: str) -> int:
