@@ -31,10 +31,8 @@ from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
 from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
-from gateway.ha_discovery import HomeTopics
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
-from gateway.inputs.home_assistant import HomeAssistantCommands
 from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_recent_state, rebuild_echoes
@@ -43,7 +41,6 @@ from gateway.latency import CommitTimes
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
-from gateway.sinks.home_assistant import HomeAssistantPublisher
 from gateway.sinks.registry import build_sinks
 from gateway.status import FeederStatus, GatewayStatus, JournalStatus, SinkStatus
 
@@ -104,6 +101,9 @@ class Daemon:
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
         if cfg.home_assistant.enabled:
+            # Home Assistant's modules load only when it is on (one switch, not a sink section).
+            from gateway.sinks.home_assistant import HomeAssistantPublisher  # noqa: PLC0415
+
             self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(
@@ -150,6 +150,9 @@ class Daemon:
                 )
             )
         if cfg.home_assistant.enabled:
+            from gateway.ha_discovery import HomeTopics  # noqa: PLC0415 - see _build
+            from gateway.inputs.home_assistant import HomeAssistantCommands  # noqa: PLC0415
+
             ha = cfg.home_assistant
             inputs.append(
                 HomeAssistantCommands(
