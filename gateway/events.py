@@ -96,17 +96,20 @@ class _RequestData:
     meal_at_ms: int | None = None
 
     def _request_dict(self) -> dict[str, Any]:
+        # The enums are StrEnums: each member is its own value as a str, and JSON writes it so.
+        # Used as they are: reading ``.value`` costs an enum descriptor call per field, and
+        # this runs for every request read back and sent on.
         out: dict[str, Any] = {
             "request_id": self.request_id,
-            "bowls": [b.value for b in self.bowls],
+            "bowls": list(self.bowls),
             "portion_ms": self.portion_ms,
             "expires_at_ms": self.expires_at_ms,
-            "origin": self.origin.value,
+            "origin": self.origin,
         }
         if self.button is not None:
             out["button"] = self.button
         if self.click_type is not None:
-            out["click_type"] = self.click_type.value
+            out["click_type"] = self.click_type
         if self.schedule is not None:
             out["schedule"] = self.schedule
         if self.meal_at_ms is not None:
