@@ -58,6 +58,7 @@ class InstallAnswers:
     gpio_buttons: tuple[GpioButton, ...] = ()
     mqtt_buttons: tuple[MqttButton, ...] = ()
     aws_region: str | None = None
+    home_assistant: bool = False
 
 
 def render_config(answers: InstallAnswers) -> str:
@@ -97,9 +98,16 @@ def render_config(answers: InstallAnswers) -> str:
     if answers.aws_region is not None:
         lines += [
             "",
-            "# The cloud sinks: add [cloud.eventbridge] / [cloud.iot_core] as the README says.",
+            "# The cloud sinks: add [sinks.eventbridge] / [sinks.iot_core] as the README says",
+            "# (or render them: terraform -chdir=infra output -json | fmfb config from-terraform).",
             "[cloud.aws]",
             f"region = {_s(answers.aws_region)}",
+        ]
+    if answers.home_assistant:
+        lines += [
+            "",
+            "[home_assistant]  # discovery, state and commands; its broker user was made too",
+            "enabled = true",
         ]
     text = "\n".join(lines) + "\n"
     parse_config(tomllib.loads(text), source="the generated config")
@@ -121,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpio-button", action="append", default=[], metavar="NAME=PIN")
     p.add_argument("--mqtt-button", action="append", default=[], metavar="NAME=TOPIC")
     p.add_argument("--aws-region")
+    p.add_argument("--home-assistant", action="store_true", help="switch Home Assistant on")
     return p
 
 
@@ -134,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gpio_buttons=tuple(GpioButton.parse(b) for b in args.gpio_button),
             mqtt_buttons=tuple(MqttButton.parse(b) for b in args.mqtt_button),
             aws_region=args.aws_region,
+            home_assistant=args.home_assistant,
         )
         sys.stdout.write(render_config(answers))
     except (GatewayError, OSError) as e:

@@ -34,10 +34,12 @@ from waiting import wait_for
 from gateway.broker_plan import (
     BrokerFiles,
     BrokerPlan,
+    HomeAssistantAccess,
     MqttButton,
     TlsListener,
     gateway_buttons_user,
     gateway_feeder_user,
+    gateway_home_users,
 )
 from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
@@ -59,6 +61,10 @@ ACTION = "cat-feeder/action"
 DISPENSED = "cat-feeder/dispensed"
 STATES = "cat-feeder/states"
 GUESS = "not-the-password"  # what an intruder tries
+HOME_ASSISTANT = "homeassistant"
+HA_PUBLISHER, HA_COMMANDS = gateway_home_users(GATEWAY_ID)
+HA_FEED = f"fmfb/{GATEWAY_ID}/cmd/feed"
+HA_DISCOVERY = f"homeassistant/button/{GATEWAY_ID}/feed_left/config"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mosquitto") is None or shutil.which("mosquitto_pub") is None,
@@ -116,6 +122,7 @@ def lab_plan(port: int, _workdir: Path) -> BrokerPlan:
         gateway_id=GATEWAY_ID,
         buttons=(MqttButton("b1", B1_TOPIC), MqttButton("b2", B2_TOPIC)),
         monitor_user=MONITOR,
+        home_assistant=HomeAssistantAccess(HOME_ASSISTANT),
         listen_address="127.0.0.1",
         port=port,
     )
@@ -285,6 +292,37 @@ def test_a_button_cannot_even_read_the_feeders_traffic(locked: LockedDownMosquit
         pub_as(locked, GATEWAY, ACTION, "private")
         watcher.wait_message(ACTION, "private")
         assert snoop.messages() == []
+
+
+def test_home_assistant_asks_the_gateway_and_nothing_else(locked: LockedDownMosquitto) -> None:
+    """Only Home Assistant may ask the gateway for a feed on its command topic (which the
+    gateway's policy then judges); it may not run the motors itself, nor write discovery.
+    Only the gateway's publisher writes discovery; a button may write neither."""
+    with Sub(locked, MONITOR, "#") as watcher:
+        pub_as(locked, HOME_ASSISTANT, ACTION, '{"event":"LONG","forged":"ha"}')
+        pub_as(locked, HOME_ASSISTANT, HA_DISCOVERY, '{"name":"forged by ha"}')
+        pub_as(locked, "button-b1", HA_FEED, '{"bowls":["left"],"forged":"b1"}')
+        pub_as(locked, "button-b1", HA_DISCOVERY, '{"name":"forged by b1"}')
+        pub_as(locked, HA_COMMANDS, HA_FEED, '{"bowls":["left"],"forged":"reader"}')
+        # Controls: each topic from the one client allowed to write it.
+        pub_as(locked, HOME_ASSISTANT, HA_FEED, "ha-feed")
+        pub_as(locked, HA_PUBLISHER, HA_DISCOVERY, "discovery")
+        pub_as(locked, GATEWAY, ACTION, "gateway-control")
+        for topic, payload in [
+            (HA_FEED, "ha-feed"),
+            (HA_DISCOVERY, "discovery"),
+            (ACTION, "gateway-control"),
+        ]:
+            watcher.wait_message(topic, payload)
+        seen = watcher.messages()
+    assert not [m for m in seen if "forged" in m[1]], seen
+    assert len(seen) == 3, seen
+
+
+def test_the_gateways_commands_link_hears_home_assistant(locked: LockedDownMosquitto) -> None:
+    with Sub(locked, HA_COMMANDS, f"fmfb/{GATEWAY_ID}/cmd/#") as gateway_side:
+        pub_as(locked, HOME_ASSISTANT, HA_FEED, "feed-left")
+        assert gateway_side.wait_message(HA_FEED, "feed-left")
 
 
 # --- whose session is whose ------------------------------------------------------------------
