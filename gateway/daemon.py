@@ -87,9 +87,7 @@ class Daemon:
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
         # Presses already sent to EventBridge may still echo back after a restart.
-        rebuild_echoes(
-            journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
-        )
+        rebuild_echoes(journal.reader, echoes, now_ms=now)
         self.inputs = self._inputs(intake)
 
     def _inputs(self, intake: Intake) -> list[Input]:

@@ -72,7 +72,9 @@ class Intake:
         self.limits = limits
         self.feeding = feeding
         self.clock = clock
-        self.echoes = echoes or EchoLedger(window_ms=600_000)
+        # "is not None", not "or": an empty ledger is falsy (it has a length), and the daemon's
+        # own — with the configured window and the credits rebuilt at start-up — was replaced.
+        self.echoes = echoes if echoes is not None else EchoLedger(window_ms=600_000)
 
     # --- feed requests ---------------------------------------------------------------------
 
@@ -203,14 +205,19 @@ def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> Ga
     return state
 
 
-def rebuild_echoes(
-    journal: JournalReader, echoes: EchoLedger, *, upto_seq: int, now_ms: int
-) -> None:
-    """Leave an echo credit for each button event already sent to EventBridge (seq up to
-    ``upto_seq``) within the echo window, so an echo arriving after a restart is still one."""
+def rebuild_echoes(journal: JournalReader, echoes: EchoLedger, *, now_ms: int) -> int:
+    """Leave an echo credit for each button event within the echo window that may have reached
+    EventBridge, so an echo arriving after a restart is still one. Returns how many.
+
+    Not only those up to the EventBridge sink's saved cursor: a batch in flight when the
+    gateway stopped was delivered but its cursor never saved, and its echo can arrive before
+    the sink sends it again. Such an event gets a second credit when it is sent again — right,
+    since EventBridge then has it twice and may echo twice.
+    """
+    left = 0
     for event in journal.recent(since_ms=now_ms - echoes.window_ms):
-        if event.seq > upto_seq:
-            break
         click = click_type_of(event)
         if click is not None:
             echoes.forwarded(click, event.occurred_at_ms, now_ms)
+            left += 1
+    return left

@@ -46,6 +46,7 @@ from gateway.reports import DispensedReport, DispenseStatus, StatesReport
 
 __all__ = [
     "DEFAULT_CLICK_BOWLS",
+    "MAX_PACKET_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_RAN_MS",
     "MAX_REASON_CHARS",
@@ -66,6 +67,11 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload any decoder looks at; the feeder's and buttons' messages are a few dozen
 bytes, so anything bigger is a misbehaving device and is refused before parsing."""
+
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 2048
+"""The MQTT 5 Maximum Packet Size every gateway client announces: the largest payload a decoder
+looks at plus room for the topic and properties. The broker never sends a larger packet, so an
+oversized message costs the gateway no memory at all."""
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_REASON_CHARS = 256
