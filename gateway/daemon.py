@@ -21,7 +21,7 @@ import signal
 from typing import Any
 
 from gateway import __version__
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SteadyClock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
@@ -70,6 +70,10 @@ class Daemon:
         journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
         journal.start()
         self.journal = journal
+        # Everything after this measures time on a clock that never goes back, not even below
+        # the journal's newest event (docs/architecture.md, "Time").
+        tail = journal.reader.get(journal.reader.last_seq())
+        self.clock = SteadyClock(self.clock, floor_ms=0 if tail is None else tail.occurred_at_ms)
         policy = cfg.policy
         limits = Limits(
             cap_per_bowl=policy.cap_per_bowl,

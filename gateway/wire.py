@@ -62,6 +62,7 @@ __all__ = [
     "encode_action",
     "message_expiry_s",
     "rfc3339_ms",
+    "ttl_ms",
 ]
 
 MAX_PAYLOAD_BYTES = 16 * 1024
@@ -212,9 +213,17 @@ def click_for_bowls(
     raise ValueError(f"no click type feeds {wanted!r}")  # pragma: no cover - defaults are total
 
 
-def encode_action(request: FeedRequested, *, event: ClickType, reported_time_ms: int) -> bytes:
-    """The ``cat-feeder/action`` message for ``request``: compact ASCII JSON."""
-    message = {
+def encode_action(
+    request: FeedRequested, *, event: ClickType, reported_time_ms: int, now_ms: int | None = None
+) -> bytes:
+    """The ``cat-feeder/action`` message for ``request``: compact ASCII JSON.
+
+    With ``now_ms`` (the sender's clock at send time) it carries ``ttl_ms``, the time left,
+    which the firmware counts from receipt on its own monotonic clock: then no clock is shared
+    with the feeder, and a Pi clock minutes behind an NTP-synced feeder no longer makes every
+    request look expired there. ``expires_at_ms`` stays for firmware that predates ``ttl_ms``.
+    """
+    message: dict[str, object] = {
         "event": ClickType(event).value,
         "reportedTime": rfc3339_ms(reported_time_ms),
         "id": request.request_id,
@@ -222,6 +231,8 @@ def encode_action(request: FeedRequested, *, event: ClickType, reported_time_ms:
         "portion_ms": request.portion_ms,
         "expires_at_ms": request.expires_at_ms,
     }
+    if now_ms is not None:
+        message["ttl_ms"] = ttl_ms(request.expires_at_ms, now_ms)
     return json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -239,6 +250,11 @@ def rfc3339_ms(t_ms: int) -> str:
         f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
         f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{millis:03d}Z"
     )
+
+
+def ttl_ms(expires_at_ms: int, now_ms: int) -> int:
+    """Milliseconds a request has left at ``now_ms``: 0 when already expired."""
+    return max(0, expires_at_ms - now_ms)
 
 
 def message_expiry_s(expires_at_ms: int, now_ms: int) -> int:

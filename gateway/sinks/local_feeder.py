@@ -149,7 +149,9 @@ class LocalFeederSink:
         props.MessageExpiryInterval = message_expiry_s(request.expires_at_ms, now)
         await client.publish(
             self.topics.action,
-            encode_action(request, event=click, reported_time_ms=event.occurred_at_ms),
+            # The time left as ttl_ms (from now, on the clock that never goes back), as well as
+            # the absolute expiry: the feeder needs no clock shared with this one.
+            encode_action(request, event=click, reported_time_ms=event.occurred_at_ms, now_ms=now),
             qos=1,
             properties=props,
         )
