@@ -15,9 +15,15 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 from gateway.errors import PayloadError
+
+# Re-exported: decoders import the field helpers from here, beside the types they build.
+from gateway.fields import non_negative_int as non_negative_int  # noqa: PLC0414 - re-export
+from gateway.fields import optional as optional  # noqa: PLC0414 - re-export
+from gateway.fields import parse_enum as parse_enum  # noqa: PLC0414 - re-export
+from gateway.fields import require as require  # noqa: PLC0414 - re-export
 
 
 class EventType(StrEnum):
@@ -31,6 +37,7 @@ class EventType(StrEnum):
     GATEWAY_STARTED = "GatewayStarted"
     GATEWAY_STOPPED = "GatewayStopped"
     EVENT_DEAD_LETTERED = "EventDeadLettered"
+    INPUTS_SUPPRESSED = "InputsSuppressed"
 
     @property
     def detail_type(self) -> str:
@@ -83,45 +90,7 @@ class RefusedBy(StrEnum):
     FEEDER = "feeder"
 
 
-E = TypeVar("E", bound=StrEnum)
-
-
 # --- validation of JSON objects (journal rows, wire payloads) -------------------------------
-
-
-def require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    """Return ``data[key]`` if present and of ``kind``; else a PayloadError naming the key.
-
-    ``bool`` is refused where ``int`` is asked for: JSON ``true`` is not a duration.
-    """
-    if key not in data:
-        raise PayloadError(key, "missing")
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise PayloadError(key, f"expected {_kind_name(kinds)}, got a boolean")
-    if not isinstance(value, kinds):
-        raise PayloadError(key, f"expected {_kind_name(kinds)}, got {type(value).__name__}")
-    return value
-
-
-def optional(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    if data.get(key) is None:
-        return None
-    return require(data, key, kind)
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", str: "a string", list: "a list", dict: "an object", bool: "a bool"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def parse_enum(enum: type[E], key: str, value: Any) -> E:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum)
-        raise PayloadError(key, f"{value!r} is not one of {allowed}") from None
 
 
 def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
@@ -136,13 +105,6 @@ def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
 
 def canonical_bowls(bowls: Iterable[Bowl]) -> tuple[Bowl, ...]:
     return tuple(b for b in Bowl if b in set(bowls))
-
-
-def non_negative_int(data: Mapping[str, Any], key: str) -> int:
-    value: int = require(data, key, int)
-    if value < 0:
-        raise PayloadError(key, f"must not be negative, got {value}")
-    return value
 
 
 # --- payloads ------------------------------------------------------------------------------
@@ -391,6 +353,35 @@ class EventDeadLettered:
         )
 
 
+MAX_SUPPRESSED_KEYS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class InputsSuppressed:
+    """A flood summarised: inputs counted rather than journaled one by one over ``window_ms``.
+
+    ``counts`` maps what was suppressed to how many: ``button:<name>:<reason>`` for presses the
+    policy would only have refused again, ``feeder:<topic>`` for feeder reports coalesced into
+    the one change journaled. (Older journals never hold it; readers that predate it see an
+    unknown type, as for any new event.)
+    """
+
+    TYPE: ClassVar[EventType] = EventType.INPUTS_SUPPRESSED
+    counts: Mapping[str, int]
+    window_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(sorted(self.counts.items())), "window_ms": self.window_ms}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        raw: dict[str, Any] = require(data, "counts", dict)
+        if len(raw) > MAX_SUPPRESSED_KEYS:
+            raise PayloadError("counts", f"more than {MAX_SUPPRESSED_KEYS} keys")
+        counts = {str(k): non_negative_int(raw, k) for k in raw}
+        return cls(counts, non_negative_int(data, "window_ms"))
+
+
 Payload = (
     FeedRequested
     | FeedRejected
@@ -402,6 +393,7 @@ Payload = (
     | GatewayStarted
     | GatewayStopped
     | EventDeadLettered
+    | InputsSuppressed
 )
 
 PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
@@ -417,6 +409,7 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
         GatewayStarted,
         GatewayStopped,
         EventDeadLettered,
+        InputsSuppressed,
     )
 }
 

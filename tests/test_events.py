@@ -26,6 +26,7 @@ from gateway.events import (
     FoodLevelChanged,
     GatewayStarted,
     GatewayStopped,
+    InputsSuppressed,
     Origin,
     Payload,
     RefusedBy,
@@ -120,6 +121,9 @@ EXAMPLES: list[Payload] = [
     GatewayStopped(version="1.2.3", clock_synced=True, reason="signal"),
     EventDeadLettered(
         sink="eventbridge", dead_seq=12, dead_event_id="e12", error="entry too large"
+    ),
+    InputsSuppressed(
+        counts={"button:kitchen:too-soon": 5123, "feeder:states": 40}, window_ms=10_000
     ),
 ]
 
@@ -350,6 +354,7 @@ DETAIL_TYPES = {
     EventType.GATEWAY_STARTED: "Gateway Started",
     EventType.GATEWAY_STOPPED: "Gateway Stopped",
     EventType.EVENT_DEAD_LETTERED: "Event Dead Lettered",
+    EventType.INPUTS_SUPPRESSED: "Inputs Suppressed",
 }
 
 
@@ -357,3 +362,18 @@ DETAIL_TYPES = {
 def test_detail_type_spaces_the_words(event_type: EventType) -> None:
     assert event_type.detail_type == DETAIL_TYPES[event_type]
     assert event_type.detail_type.replace(" ", "") == event_type.value
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"counts": {"a": -1}, "window_ms": 1},
+        {"counts": {"a": True}, "window_ms": 1},
+        {"counts": [], "window_ms": 1},
+        {"counts": {str(i): 1 for i in range(65)}, "window_ms": 1},
+        {"counts": {}, "window_ms": -5},
+    ],
+)
+def test_a_suppression_summary_is_validated(data: dict[str, object]) -> None:
+    with pytest.raises(PayloadError):
+        InputsSuppressed.from_dict(data)
