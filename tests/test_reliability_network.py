@@ -294,3 +294,20 @@ async def test_the_echo_window_is_the_configured_one(
             lambda_command(press.occurred_at_ms, ClickType.DOUBLE)
         )
         assert isinstance(late.payload, FeedRequested)
+
+
+def test_the_iot_core_link_names_a_takeover_when_the_broker_sends_one() -> None:
+    # AWS IoT Core sends DISCONNECT 0x8E (Mosquitto 2.0.11 does not: see the test above).
+    from awscrt import mqtt5  # noqa: PLC0415 - only this test needs awscrt
+
+    from gateway.sinks.iot_commands import describe_disconnect  # noqa: PLC0415
+
+    taken = mqtt5.LifecycleDisconnectData(
+        disconnect_packet=mqtt5.DisconnectPacket(
+            reason_code=mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER
+        ),
+        exception=RuntimeError("AWS_ERROR_MQTT5_DISCONNECT_RECEIVED"),
+    )
+    assert describe_disconnect(taken).startswith("another client uses this id")
+    lost = mqtt5.LifecycleDisconnectData(exception=RuntimeError("socket closed"))
+    assert describe_disconnect(lost) == "socket closed"

@@ -48,7 +48,7 @@ from gateway.events import Event
 from gateway.rate import Pacer
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.follower import Follower
-from gateway.sinks.iot_commands import FAILURE_CODE, RemoteCommands, describe
+from gateway.sinks.iot_commands import FAILURE_CODE, RemoteCommands, describe, describe_disconnect
 from gateway.wire import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ class IotCoreSink:
         self._to_loop(self._on_link_down, f"connect failed: {describe(data.exception)}")
 
     def _sdk_disconnected(self, data: Any) -> None:
-        self._to_loop(self._on_link_down, f"disconnected: {describe(data.exception)}")
+        self._to_loop(self._on_link_down, f"disconnected: {describe_disconnect(data)}")
 
     def _sdk_stopped(self, _data: Any) -> None:
         self._to_loop(self._stopped.set)
