@@ -188,6 +188,7 @@ class Daemon:
         if self.intake is not None and self.journal is not None:
             # "error": a task died and took the daemon down (systemd will restart it).
             reason = "signal" if self.stopping.is_set() else "error"
+            self.intake.flush_summary()  # presses counted in the last window are not lost
             stopped = self.intake.record_nowait(
                 GatewayStopped(__version__, self.clock.synced(), reason), Origin.GATEWAY
             )

@@ -153,6 +153,8 @@ class Intake:
 
     def flush_summary(self) -> None:
         """Journal what the suppressor counted since the last summary (nothing if nothing)."""
+        if self._summary is not None:
+            self._summary.cancel()  # called early (at shutdown): the timer has nothing left
         self._summary = None
         counts = self.suppressor.take_counts()
         if counts:

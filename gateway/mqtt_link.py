@@ -36,11 +36,11 @@ SESSION_EXPIRY_S = 86_400
 # our client id (a second gateway with the same id, or a copy of its config).
 SESSION_TAKEN_OVER = 0x8E
 TAKEOVER_MESSAGE = "another client uses this id"
-# Two gateways with one id knock each other off at every reconnect; backing off far longer
-# than after an outage lets one of them keep the session instead of a fight at full speed.
 # Sessions the broker ended while staying up, this many within the window: a clash.
 CLASH_DROPS = 3
 CLASH_WINDOW_S = 60.0
+# Two gateways with one id knock each other off at every reconnect; backing off far longer
+# than after an outage lets one of them keep the session instead of a fight at full speed.
 TAKEOVER_BACKOFF_MIN_S = 5.0
 TAKEOVER_BACKOFF_MAX_S = 120.0
 # While the broker's port refuses connections, look again this often: a local broker that is

@@ -161,3 +161,32 @@ def test_a_flapping_feeder_costs_a_few_rows_and_never_holds_up_an_ack(tmp_path: 
         # At most two rows per kind per 5 s window, over the flood and the settling.
         windows = (time.monotonic() - flood_started) / 5 + 1
         assert len(report_rows) <= 2 * 2 * windows, len(report_rows)
+
+
+def test_presses_counted_just_before_a_stop_are_journaled_with_it(tmp_path: Path) -> None:
+    with (
+        Mosquitto() as broker,
+        DaemonProcess(broker.port, workdir=tmp_path / "d", policy=LOW_LIMITS) as daemon,
+    ):
+        daemon.start()
+        with Publisher.on(broker) as presser:
+            wait_button_subscribed(daemon, presser)
+            press_journaled(daemon, presser)
+            publish_fast(presser, daemon.button_topic, [b'{"action":"single"}'] * 50)
+            wait_for(
+                lambda: [
+                    i
+                    for i in daemon.status()["inputs"]
+                    if i["name"] == "mqtt-buttons" and i["received"] == 51
+                ],
+                timeout=10,
+                what="the presses to reach the daemon",
+            )
+        assert daemon.stop() == 0
+        events = daemon.events()
+        journaled = sum(e.type.value in ("FeedRequested", "FeedRejected") for e in events)
+        counted = sum(
+            sum(e.payload.counts.values()) for e in events if e.type.value == "InputsSuppressed"
+        )
+        assert journaled + counted == 51
+        assert events[-1].type.value == "GatewayStopped"
