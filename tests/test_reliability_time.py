@@ -9,6 +9,7 @@ does).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gateway.devstack.mosquitto import Mosquitto
 from gateway.events import Bowl, ClickType, FeedRequested, Origin
 from gateway.policy import Limits, decide
 from gateway.state import GatewayState
+from gateway.wire import encode_action
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 needs_faketime = pytest.mark.skipif(
@@ -154,3 +156,17 @@ def test_a_pi_clock_ten_minutes_behind_a_synced_feeder_still_feeds(tmp_path: Pat
         feeder.wait_until(lambda: feeder.decisions, timeout=10, what="the feeder's decision")
         assert feeder.refused == []
         feeder.wait_until(lambda: feeder.runs, timeout=10, what="the motors to run")
+
+
+def test_the_action_carries_the_time_left_as_ttl_ms() -> None:
+    sent = request("r", 1_000_000)  # expires at 1,060,000
+    with_ttl = json.loads(
+        encode_action(sent, event=ClickType.SINGLE, reported_time_ms=1_000_000, now_ms=1_010_000)
+    )
+    assert with_ttl["ttl_ms"] == 50_000
+    assert with_ttl["expires_at_ms"] == 1_060_000  # still there for older firmware
+    late = encode_action(sent, event=ClickType.SINGLE, reported_time_ms=0, now_ms=2_000_000)
+    assert json.loads(late)["ttl_ms"] == 0
+    assert "ttl_ms" not in json.loads(
+        encode_action(sent, event=ClickType.SINGLE, reported_time_ms=0)
+    )
