@@ -133,4 +133,6 @@ def summary(event: Event) -> str:
     for key in ("click_type", "button", "reason", "refused_by", "ran_ms", "level", "version"):
         if p.get(key) not in (None, ""):
             bits.append(f"{key}={p[key]}")
+    # A flood summary (InputsSuppressed): what was only counted, and how many.
+    bits.extend(f"{name}={n}" for name, n in (p.get("counts") or {}).items())
     return " ".join(bits)
