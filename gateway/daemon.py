@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import __version__, redact
 from gateway.alert_watch import AlertWatch, home_history
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SteadyClock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
@@ -84,6 +84,10 @@ class Daemon:
         journal.on_commit = self.commit_times.observe
         journal.start()
         self.journal = journal
+        # Everything after this measures time on a clock that never goes back, not even below
+        # the journal's newest event (docs/architecture.md, "Time").
+        tail = journal.reader.get(journal.reader.last_seq())
+        self.clock = SteadyClock(self.clock, floor_ms=0 if tail is None else tail.occurred_at_ms)
         policy = cfg.policy
         limits = Limits(
             cap_per_bowl=policy.cap_per_bowl,
@@ -106,9 +110,7 @@ class Daemon:
 
             self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
-        rebuild_echoes(
-            journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
-        )
+        rebuild_echoes(journal.reader, echoes, now_ms=now)
         self.inputs = self._inputs(intake)
 
     def _inputs(self, intake: Intake) -> list[Input]:
@@ -267,6 +269,7 @@ class Daemon:
         if self.intake is not None and self.journal is not None:
             # "error": a task died and took the daemon down (systemd will restart it).
             reason = "signal" if self.stopping.is_set() else "error"
+            self.intake.flush_summary()  # presses counted in the last window are not lost
             stopped = self.intake.record_nowait(
                 GatewayStopped(__version__, self.clock.synced(), reason), Origin.GATEWAY
             )

@@ -25,6 +25,7 @@ class EventType(StrEnum):
     SCHEDULE_PAUSED = "SchedulePaused"
     ALERT_RAISED = "AlertRaised"
     ALERT_CLEARED = "AlertCleared"
+    INPUTS_SUPPRESSED = "InputsSuppressed"
 
     @property
     def detail_type(self) -> str:

@@ -27,6 +27,7 @@ from gateway.event_kinds import (
     RejectReason,
 )
 from gateway.home_events import AlertCleared, AlertRaised, MealSkipped, SchedulePaused
+from gateway.input_events import InputsSuppressed
 from gateway.payload_fields import (
     canonical_bowls,
     non_negative_int,
@@ -58,6 +59,7 @@ __all__ = [
     "FoodLevelChanged",
     "GatewayStarted",
     "GatewayStopped",
+    "InputsSuppressed",
     "MealSkipped",
     "NewEvent",
     "Origin",
@@ -353,6 +355,7 @@ Payload = (
     | SchedulePaused
     | AlertRaised
     | AlertCleared
+    | InputsSuppressed
 )
 
 PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
@@ -372,6 +375,7 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
         SchedulePaused,
         AlertRaised,
         AlertCleared,
+        InputsSuppressed,
     )
 }
 

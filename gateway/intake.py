@@ -29,12 +29,14 @@ from gateway.events import (
     EventType,
     FeedRejected,
     FeedRequested,
+    InputsSuppressed,
     NewEvent,
     Origin,
     Payload,
     RefusedBy,
     RejectReason,
 )
+from gateway.flood import Suppressor
 from gateway.journal import Journal, JournalReader, new_event_id
 from gateway.policy import Limits, decide
 from gateway.state import GatewayState
@@ -74,7 +76,11 @@ class Intake:
         self.limits = limits
         self.feeding = feeding
         self.clock = clock
-        self.echoes = echoes or EchoLedger(window_ms=600_000)
+        # "is not None", not "or": an empty ledger is falsy (it has a length), and the daemon's
+        # own — with the configured window and the credits rebuilt at start-up — was replaced.
+        self.echoes = echoes if echoes is not None else EchoLedger(window_ms=600_000)
+        self.suppressor = Suppressor()
+        self._summary: asyncio.TimerHandle | None = None
 
     # --- feed requests ---------------------------------------------------------------------
 
@@ -85,7 +91,7 @@ class Intake:
         request = self._request(command, event_id, now)
         outcome = decide(request, self.state, self.limits, now)
         if outcome is not request:
-            log.info(
+            log.info(  # rate-limited by the suppressor for presses (see press_nowait)
                 "feed refused (%s): %s from %s",
                 getattr(outcome, "reason", "?"),
                 "+".join(request.bowls),
@@ -128,6 +134,52 @@ class Intake:
                 click_type=click,
             )
         )
+
+    def press_nowait(self, button: str, click: ClickType) -> asyncio.Future[Event] | None:
+        """A press from a button that nobody waits on (GPIO, MQTT): like :meth:`click_nowait`,
+        but a press the policy refuses again within the suppressor's window is only counted
+        (None), and the counts are journaled as one InputsSuppressed when the window ends. A
+        stuck or flooding button then costs a row per window, not one per press; an accepted
+        press is never suppressed."""
+        bowls = self.feeding.bowls_for(click)
+        probe = FeedRequested(
+            request_id=new_event_id(),
+            bowls=bowls,
+            portion_ms=self.feeding.portion_ms,
+            expires_at_ms=self.clock.now_ms() + self.feeding.expiry_s * 1000,
+            origin=Origin.BUTTON,
+            button=button,
+            click_type=click,
+        )
+        outcome = decide(probe, self.state, self.limits, self.clock.now_ms())
+        if isinstance(outcome, FeedRejected):
+            key = f"button:{button}:{outcome.reason}"
+            if not self.suppressor.admit(key, self.clock.monotonic_ms()):
+                self._summary_later()
+                return None
+        return self.click_nowait(button, click)
+
+    def _summary_later(self) -> None:
+        if self._summary is None:
+            delay_s = self.suppressor.window_ms / 1000
+            self._summary = asyncio.get_running_loop().call_later(delay_s, self.flush_summary)
+
+    def flush_summary(self) -> None:
+        """Journal what the suppressor counted since the last summary (nothing if nothing)."""
+        if self._summary is not None:
+            self._summary.cancel()  # called early (at shutdown): the timer has nothing left
+        self._summary = None
+        counts = self.suppressor.take_counts()
+        if counts:
+            log.warning(
+                "suppressed %d refused presses in %d s: %s",
+                sum(counts.values()),
+                self.suppressor.window_ms // 1000,
+                counts,
+            )
+            self.record_nowait(
+                InputsSuppressed(counts, self.suppressor.window_ms), Origin.GATEWAY
+            ).add_done_callback(_consume)
 
     def remote_command_nowait(self, command: RemoteCommand) -> asyncio.Future[Event]:
         """A feed command from the cloud: an echo of our own press, or a real request.
@@ -201,6 +253,12 @@ class Intake:
         return future
 
 
+def _consume(future: asyncio.Future[Event]) -> None:
+    """Nobody awaits a summary: its failure is logged, not left unretrieved."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not journal a summary: %s", future.exception())
+
+
 def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> GatewayState:
     """Rebuild the working state from the journal's recent window plus the feeder's last
     reports (indexed lookups), so start-up does not read the whole ledger."""
@@ -216,14 +274,19 @@ def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> Ga
     return state
 
 
-def rebuild_echoes(
-    journal: JournalReader, echoes: EchoLedger, *, upto_seq: int, now_ms: int
-) -> None:
-    """Leave an echo credit for each button event already sent to EventBridge (seq up to
-    ``upto_seq``) within the echo window, so an echo arriving after a restart is still one."""
+def rebuild_echoes(journal: JournalReader, echoes: EchoLedger, *, now_ms: int) -> int:
+    """Leave an echo credit for each button event within the echo window that may have reached
+    EventBridge, so an echo arriving after a restart is still one. Returns how many.
+
+    Not only those up to the EventBridge sink's saved cursor: a batch in flight when the
+    gateway stopped was delivered but its cursor never saved, and its echo can arrive before
+    the sink sends it again. Such an event gets a second credit when it is sent again — right,
+    since EventBridge then has it twice and may echo twice.
+    """
+    left = 0
     for event in journal.recent(since_ms=now_ms - echoes.window_ms):
-        if event.seq > upto_seq:
-            break
         click = click_type_of(event)
         if click is not None:
             echoes.forwarded(click, event.occurred_at_ms, now_ms)
+            left += 1
+    return left

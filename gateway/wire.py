@@ -47,6 +47,7 @@ from gateway.reports import DispensedReport, DispenseStatus, StatesReport
 
 __all__ = [
     "DEFAULT_CLICK_BOWLS",
+    "MAX_PACKET_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_RAN_MS",
     "MAX_REASON_CHARS",
@@ -62,11 +63,17 @@ __all__ = [
     "encode_action",
     "message_expiry_s",
     "rfc3339_ms",
+    "ttl_ms",
 ]
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 """Largest payload any decoder looks at; the feeder's and buttons' messages are a few dozen
 bytes, so anything bigger is a misbehaving device and is refused before parsing."""
+
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 2048
+"""The MQTT 5 Maximum Packet Size every gateway client announces: the largest payload a decoder
+looks at plus room for the topic and properties. The broker never sends a larger packet, so an
+oversized message costs the gateway no memory at all."""
 
 MAX_REQUEST_ID_CHARS = 128
 MAX_REASON_CHARS = 256
@@ -214,9 +221,17 @@ def click_for_bowls(
     raise ValueError(f"no click type feeds {wanted!r}")  # pragma: no cover - defaults are total
 
 
-def encode_action(request: FeedRequested, *, event: ClickType, reported_time_ms: int) -> bytes:
-    """The ``cat-feeder/action`` message for ``request``: compact ASCII JSON."""
-    message = {
+def encode_action(
+    request: FeedRequested, *, event: ClickType, reported_time_ms: int, now_ms: int | None = None
+) -> bytes:
+    """The ``cat-feeder/action`` message for ``request``: compact ASCII JSON.
+
+    With ``now_ms`` (the sender's clock at send time) it carries ``ttl_ms``, the time left,
+    which the firmware counts from receipt on its own monotonic clock: then no clock is shared
+    with the feeder, and a Pi clock minutes behind an NTP-synced feeder no longer makes every
+    request look expired there. ``expires_at_ms`` stays for firmware that predates ``ttl_ms``.
+    """
+    message: dict[str, object] = {
         "event": ClickType(event).value,
         "reportedTime": rfc3339_ms(reported_time_ms),
         "id": request.request_id,
@@ -224,6 +239,8 @@ def encode_action(request: FeedRequested, *, event: ClickType, reported_time_ms:
         "portion_ms": request.portion_ms,
         "expires_at_ms": request.expires_at_ms,
     }
+    if now_ms is not None:
+        message["ttl_ms"] = ttl_ms(request.expires_at_ms, now_ms)
     return json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -241,6 +258,11 @@ def rfc3339_ms(t_ms: int) -> str:
         f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
         f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{millis:03d}Z"
     )
+
+
+def ttl_ms(expires_at_ms: int, now_ms: int) -> int:
+    """Milliseconds a request has left at ``now_ms``: 0 when already expired."""
+    return max(0, expires_at_ms - now_ms)
 
 
 def message_expiry_s(expires_at_ms: int, now_ms: int) -> int:

@@ -29,6 +29,7 @@ from gateway.events import (
     FoodLevelChanged,
     GatewayStarted,
     GatewayStopped,
+    InputsSuppressed,
     MealSkipped,
     Origin,
     Payload,
@@ -136,6 +137,9 @@ EXAMPLES: list[Payload] = [
     SchedulePaused(until_ms=1_800_086_400_000),
     AlertRaised(kind=AlertKind.FOOD_LOW, message="food at 10% (below 20%)"),
     AlertCleared(kind=AlertKind.SINK_BACKLOG, subject="eventbridge"),
+    InputsSuppressed(
+        counts={"button:kitchen:too-soon": 5123, "feeder:states": 40}, window_ms=10_000
+    ),
 ]
 
 
@@ -397,6 +401,7 @@ DETAIL_TYPES = {
     EventType.SCHEDULE_PAUSED: "Schedule Paused",
     EventType.ALERT_RAISED: "Alert Raised",
     EventType.ALERT_CLEARED: "Alert Cleared",
+    EventType.INPUTS_SUPPRESSED: "Inputs Suppressed",
 }
 
 
@@ -404,3 +409,18 @@ DETAIL_TYPES = {
 def test_detail_type_spaces_the_words(event_type: EventType) -> None:
     assert event_type.detail_type == DETAIL_TYPES[event_type]
     assert event_type.detail_type.replace(" ", "") == event_type.value
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"counts": {"a": -1}, "window_ms": 1},
+        {"counts": {"a": True}, "window_ms": 1},
+        {"counts": [], "window_ms": 1},
+        {"counts": {str(i): 1 for i in range(65)}, "window_ms": 1},
+        {"counts": {}, "window_ms": -5},
+    ],
+)
+def test_a_suppression_summary_is_validated(data: dict[str, object]) -> None:
+    with pytest.raises(PayloadError):
+        InputsSuppressed.from_dict(data)

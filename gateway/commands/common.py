@@ -167,4 +167,6 @@ def summary(event: Event) -> str:
     for key in (*keys, "version", "kind", "subject", "message", "until_ms", "meal_at_ms"):
         if p.get(key) not in (None, ""):
             bits.append(f"{key}={p[key]}")
+    # A flood summary (InputsSuppressed): what was only counted, and how many.
+    bits.extend(f"{name}={n}" for name, n in (p.get("counts") or {}).items())
     return " ".join(bits)

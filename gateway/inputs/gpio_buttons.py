@@ -145,4 +145,4 @@ class GpioButtons:
             return
         log.info("button %r: %s", wired.name, click.value)
         self.received += 1
-        self.intake.click_nowait(wired.name, click)
+        self.intake.press_nowait(wired.name, click)

@@ -80,4 +80,4 @@ class MqttButtons:
             if click is None:
                 continue  # a known message that is not a press (z2m "release", battery reports)
             self.received += 1
-            self.intake.click_nowait(button, click)
+            self.intake.press_nowait(button, click)

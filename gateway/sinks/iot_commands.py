@@ -47,6 +47,19 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+SESSION_TAKEN_OVER: Final = 0x8E
+
+
+def describe_disconnect(data: Any) -> str:
+    """Why the SDK's client lost its link: a takeover by another client with our id is named
+    as such (so status and the log say it), anything else by its exception."""
+    packet = getattr(data, "disconnect_packet", None)
+    code = getattr(getattr(packet, "reason_code", None), "value", None)
+    if code == SESSION_TAKEN_OVER:
+        return "another client uses this id: the broker handed our session to it (0x8E)"
+    return describe(data.exception)
+
+
 class RemoteCommands:
     name = "iot-commands"
 

@@ -48,7 +48,8 @@ from gateway.events import Event
 from gateway.rate import Pacer
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.follower import Follower
-from gateway.sinks.iot_commands import FAILURE_CODE, RemoteCommands, describe
+from gateway.sinks.iot_commands import FAILURE_CODE, RemoteCommands, describe, describe_disconnect
+from gateway.wire import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,8 @@ class IotCoreSink:
             # See the module docstring: rejoin even on a fresh start, expire with the echo window.
             "session_behavior": mqtt5.ClientSessionBehaviorType.REJOIN_ALWAYS,
             "session_expiry_interval_sec": self.config.cloud.echo_window_s,
+            # The broker never sends more than a command decoder looks at (see gateway.wire).
+            "maximum_packet_size": MAX_PACKET_BYTES,
             # QoS 1 publishes survive a disconnect in the client's queue (in memory only).
             "offline_queue_behavior": (
                 mqtt5.ClientOperationQueueBehaviorType.FAIL_QOS0_PUBLISH_ON_DISCONNECT
@@ -296,7 +299,7 @@ class IotCoreSink:
         self._to_loop(self._on_link_down, f"connect failed: {describe(data.exception)}")
 
     def _sdk_disconnected(self, data: Any) -> None:
-        self._to_loop(self._on_link_down, f"disconnected: {describe(data.exception)}")
+        self._to_loop(self._on_link_down, f"disconnected: {describe_disconnect(data)}")
 
     def _sdk_stopped(self, _data: Any) -> None:
         self._to_loop(self._stopped.set)

@@ -32,10 +32,13 @@ from gateway.events import (
     FeedRejected,
     FeedRequested,
     FeedUnconfirmed,
+    InputsSuppressed,
     Origin,
+    Payload,
     RefusedBy,
     RejectReason,
 )
+from gateway.flood import Coalescer
 from gateway.mqtt_link import LinkClient, MqttLink, message_bytes, mqtt_properties
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.follower import Follower, Outcome, follow
@@ -52,6 +55,14 @@ from gateway.wire import (
 log = logging.getLogger(__name__)
 
 READ_BATCH: Final = 100
+REPORT_STATES: Final = "states"
+REPORT_AVAILABILITY: Final = "availability"
+
+
+def _logged(future: asyncio.Future[Event]) -> None:
+    """Reports are not awaited: a failure to journal one is logged, never left unretrieved."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not journal a feeder report: %s", future.exception())
 
 
 class LocalFeederSink:
@@ -77,6 +88,8 @@ class LocalFeederSink:
         self._deadlines: dict[str, int] = {}
         self._deadline_changed = asyncio.Event()
         self.published = 0
+        self.reports: Coalescer[int | bool] = Coalescer()
+        self._report_held = asyncio.Event()
 
     @property
     def cursor(self) -> int:
@@ -96,6 +109,7 @@ class LocalFeederSink:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.link.run(self._session), name="feeder-link")
             tasks.create_task(self._watch_acknowledgements(), name="feeder-acks")
+            tasks.create_task(self._flush_reports(), name="feeder-reports")
 
     async def _session(self, client: LinkClient) -> None:
         await client.subscribe(
@@ -142,7 +156,9 @@ class LocalFeederSink:
         props.MessageExpiryInterval = message_expiry_s(request.expires_at_ms, now)
         await client.publish(
             self.topics.action,
-            encode_action(request, event=click, reported_time_ms=event.occurred_at_ms),
+            # The time left as ttl_ms (from now, on the clock that never goes back), as well as
+            # the absolute expiry: the feeder needs no clock shared with this one.
+            encode_action(request, event=click, reported_time_ms=event.occurred_at_ms, now_ms=now),
             qos=1,
             properties=props,
         )
@@ -163,10 +179,11 @@ class LocalFeederSink:
                 self.counters.bad_input(f"mqtt:{topic}", e, payload)
 
     async def _on_report(self, topic: str, payload: bytes) -> None:
-        state = self.intake.state
         if topic == self.topics.dispensed:
+            # An acknowledgement is journaled at once, whatever else is arriving: reports
+            # never wait on the disk here (see _offer), so none can hold an ack up.
             report = decode_dispensed(payload)
-            answer = acknowledgement_event(state, report)
+            answer = acknowledgement_event(self.intake.state, report)
             if answer is None:
                 self.counters.note("feeder:ack-unknown-or-repeated")
                 return
@@ -174,13 +191,48 @@ class LocalFeederSink:
             await self.intake.record(answer, Origin.FEEDER)
         elif topic == self.topics.states:
             level = decode_states(payload).food_capacity
-            change = None if level is None else food_level_event(state, level)
-            if change is not None:
-                await self.intake.record(change, Origin.FEEDER)
+            if level is not None:
+                self._offer(REPORT_STATES, level)
         elif topic == self.topics.availability:
-            availability = availability_event(state, decode_availability(payload))
-            if availability is not None:
-                await self.intake.record(availability, Origin.FEEDER)
+            self._offer(REPORT_AVAILABILITY, decode_availability(payload))
+
+    def _offer(self, kind: str, value: int | bool) -> None:
+        """A state report: journaled now if none of its kind was in the last window, else
+        held (only the latest) for the window's end. A flapping sensor or an online/offline
+        storm costs at most two rows per window, and the receive loop never waits on them."""
+        if self.reports.offer(kind, value, self.clock.monotonic_ms()):
+            self._journal_report(kind, value)
+        else:
+            self._report_held.set()
+
+    def _journal_report(self, kind: str, value: int | bool) -> None:
+        state = self.intake.state
+        change: Payload | None
+        if kind == REPORT_STATES:
+            change = food_level_event(state, int(value))
+        else:
+            change = availability_event(state, bool(value))
+        if change is not None:
+            self.intake.record_nowait(change, Origin.FEEDER).add_done_callback(_logged)
+
+    async def _flush_reports(self) -> None:
+        """Journal held reports as their windows end, and a summary of the coalesced ones."""
+        while True:
+            due = self.reports.next_due()
+            if due is None:
+                self._report_held.clear()
+                await self._report_held.wait()
+                continue
+            await asyncio.sleep(max(0.0, (due - self.clock.monotonic_ms()) / 1000))
+            for kind, value in self.reports.take_due(self.clock.monotonic_ms()):
+                self._journal_report(kind, value)
+            counts = self.reports.take_counts()
+            if counts:
+                log.info("coalesced feeder reports: %s", counts)
+                summary = InputsSuppressed(
+                    {f"feeder:{k}": n for k, n in counts.items()}, self.reports.window_ms
+                )
+                self.intake.record_nowait(summary, Origin.GATEWAY).add_done_callback(_logged)
 
     async def _watch_acknowledgements(self) -> None:
         """Journal FeedUnconfirmed for each request the feeder left unanswered too long."""
