@@ -31,6 +31,7 @@ from gateway.events import (
     FeedRequested,
     Origin,
 )
+from gateway.flood import REPORT_WINDOW_MS
 from gateway.intake import FeedCommand
 from gateway.schedule import meal_instant
 
@@ -118,10 +119,14 @@ async def test_every_alert_raised_once_and_cleared_once_by_its_trigger(tmp_path,
             # Food: 10% raises; 22% (inside the margin) does not clear; 30% does.
             pub.publish(STATES, json.dumps({"food_capacity": 10}))
             await seen(daemon, AlertRaised, AlertKind.FOOD_LOW)
+            # Reports closer together than the flood window are coalesced (gateway/flood.py):
+            # each report here comes a window after the last, as a real feeder's do.
+            clock.advance(REPORT_WINDOW_MS)
             pub.publish(STATES, json.dumps({"food_capacity": 22}))
             await until(lambda: daemon.intake.state.food_level == 22, what="level 22")  # type: ignore[union-attr]
             await checked(daemon)
             assert count(daemon, AlertCleared, AlertKind.FOOD_LOW) == 0
+            clock.advance(REPORT_WINDOW_MS)
             pub.publish(STATES, json.dumps({"food_capacity": 30}))
             await seen(daemon, AlertCleared, AlertKind.FOOD_LOW)
 
