@@ -30,7 +30,7 @@ from gateway.events import GatewayStarted, GatewayStopped, Origin
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
-from gateway.intake import Intake, fold_recent_state, rebuild_echoes
+from gateway.intake import Intake, fold_startup_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.notify import Notifier
 from gateway.policy import Limits
@@ -67,20 +67,24 @@ class Daemon:
         cfg = self.config
         for notice in cfg.deprecated:
             log.warning("%s", notice)
-        journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
-        journal.start()
-        self.journal = journal
         policy = cfg.policy
         limits = Limits(
             cap_per_bowl=policy.cap_per_bowl,
             cap_period_ms=policy.cap_period_s * 1000,
             min_gap_ms=policy.min_gap_s * 1000,
         )
-        # The fold must remember every feed any rule can still look at.
+        # The fold must remember every feed any rule can still look at; opening checks every
+        # row of that window (and echoes'), so nothing read below can trip on a damaged row.
         window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
         window_ms += 60_000
+        checked_ms = max(window_ms, cfg.cloud.echo_window_s * 1000)
+        journal = Journal.open_or_set_aside(
+            cfg.journal_file, clock=self.clock, window_ms=checked_ms
+        )
+        journal.start()
+        self.journal = journal
         now = self.clock.now_ms()
-        state = fold_recent_state(journal.reader, window_ms, now)
+        state = fold_startup_state(*journal.startup_events(), window_ms=window_ms, now_ms=now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
         intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
         self.intake = intake
@@ -224,6 +228,8 @@ class Daemon:
                 disk_failing=journal.health.failing if journal else False,
                 held=journal.health.held if journal else 0,
                 last_error=journal.health.last_error if journal else None,
+                spilled=journal.health.spilled if journal else 0,
+                alert=journal.health.alert if journal else None,
             ),
             feeder=FeederStatus(
                 online=state.feeder_online if state else None,
@@ -239,8 +245,14 @@ class Daemon:
         journal = self.journal
         parts: list[str] = []
         if journal is not None:
-            if journal.health.failing:
-                parts.append(f"JOURNAL FAILING ({journal.health.held} held in memory)")
+            health = journal.health
+            if health.alert:
+                parts.append(f"JOURNAL ALERT: {health.alert}")
+            if health.failing:
+                parts.append(
+                    f"JOURNAL FAILING ({health.held} held, {health.spilled} spilled): "
+                    f"{health.last_error}"
+                )
             parts.append(f"seq {journal.visible_seq}")
         for sink in self.sinks:
             st = sink.status()

@@ -45,6 +45,8 @@ class JournalStatus:
     disk_failing: bool
     held: int
     last_error: str | None = None
+    spilled: int = 0  # held events also in the spill file (durable without the journal)
+    alert: str | None = None  # e.g. a journal set aside at start-up
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ from gateway.journal.rows import COLUMNS, to_chain, to_event
 from gateway.journal.schema import SCHEMA_VERSION
 from gateway.journal.verify import verify_chain
 
+# The oldest schema this reader reads as it is (v4 only changed a trigger).
+READABLE_FROM = 3
+
 # What a projection reads of each row (the payload still as stored JSON text).
 FoldRow = tuple[int, str, int, int, str, str]  # seq, type, occurred_at_ms, clock_synced, origin
 
@@ -41,7 +44,7 @@ class JournalReader:
         if not path.exists():
             raise JournalError(f"{path}: no such journal")
         version = inspect_file(path)
-        if version != SCHEMA_VERSION:
+        if version < READABLE_FROM:
             raise JournalVersionError(
                 f"{path} has journal schema {version}; the daemon migrates it to "
                 f"{SCHEMA_VERSION} when it next starts"
@@ -50,6 +53,11 @@ class JournalReader:
 
     def close(self) -> None:
         self._conn.close()
+
+    def reconnect(self, conn: sqlite3.Connection) -> None:
+        """Read through ``conn`` from now on (the appender's, once a degraded open recovers)."""
+        old, self._conn = self._conn, conn
+        old.close()
 
     def __enter__(self) -> JournalReader:
         return self
@@ -244,7 +252,13 @@ class JournalReader:
 
         ``progress(rows_checked)`` is called every ``every`` rows.
         """
-        return verify_chain(self._conn, self.genesis_hash(), progress, every)
+        try:
+            meta = self.meta()
+        except sqlite3.Error as e:
+            return 0, f"the journal's meta table is unreadable ({e})"
+        base = int(meta.get("base_seq", "0") or 0)
+        genesis = meta.get("genesis_hash", GENESIS_HASH)
+        return verify_chain(self._conn, genesis, progress, every, base_seq=base)
 
 
 def _where(

@@ -15,6 +15,8 @@ def verify_chain(
     genesis_hash: str,
     progress: Callable[[int], None] | None = None,
     every: int = 100_000,
+    *,
+    base_seq: int = 0,
 ) -> tuple[int, str | None]:
     """Check every row in seq order. Returns (rows checked, first problem or None).
 
@@ -23,18 +25,25 @@ def verify_chain(
     verifying a million rows); a row that fails is then explained by ``check_row``.
     """
     expected_prev = genesis_hash
-    expected_seq = 1
+    expected_seq = base_seq + 1
     sha256 = hashlib.sha256
-    for row in conn.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq"):  # noqa: S608 - constant
-        seq, event_id, type_, at_ms, synced, origin, recovered, payload, prev, stored = row
-        data = layout(prev, seq, event_id, type_, at_ms, synced, origin, recovered, payload)
-        if seq != expected_seq or prev != expected_prev or sha256(data).hexdigest() != stored:
-            problem = check_row(
-                to_chain(row), expected_seq=expected_seq, expected_prev_hash=expected_prev
-            )
-            return expected_seq - 1, f"seq {seq}: {problem or 'fields not in stored form'}"
-        expected_seq = seq + 1
-        expected_prev = stored
-        if progress is not None and seq % every == 0:
-            progress(seq)
-    return expected_seq - 1, None
+    try:
+        for row in conn.execute(f"SELECT {COLUMNS} FROM events ORDER BY seq"):  # noqa: S608
+            seq, event_id, type_, at_ms, synced, origin, recovered, payload, prev, stored = row
+            try:
+                data = layout(prev, seq, event_id, type_, at_ms, synced, origin, recovered, payload)
+            except (TypeError, UnicodeError) as e:  # a NULL or a lone surrogate where text was
+                return expected_seq - base_seq - 1, f"seq {seq}: malformed row ({e})"
+            if seq != expected_seq or prev != expected_prev or sha256(data).hexdigest() != stored:
+                problem = check_row(
+                    to_chain(row), expected_seq=expected_seq, expected_prev_hash=expected_prev
+                )
+                checked = expected_seq - base_seq - 1
+                return checked, f"seq {seq}: {problem or 'fields not in stored form'}"
+            expected_seq = seq + 1
+            expected_prev = stored
+            if progress is not None and seq % every == 0:
+                progress(seq - base_seq)
+    except sqlite3.Error as e:  # a damaged page, text that is not UTF-8: name where it stops
+        return expected_seq - base_seq - 1, f"seq {expected_seq}: unreadable ({e})"
+    return expected_seq - base_seq - 1, None
