@@ -220,7 +220,7 @@ class Journal:
                 window_ms=window_ms,
                 adopt=left.journal_id,
             )
-            journal.carried = [left.recent[s] for s in sorted(left.recent)]
+            journal.carried = left.carried()
             journal.health.alert = f"journal set aside as {aside}: {e}"
             return journal
 

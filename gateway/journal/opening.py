@@ -193,11 +193,11 @@ def spilled_after(path: Path, owners: set[str], last: int) -> list[Spilled]:
             replay.append(record)
     top = last + len(replay)
     mark = read_mark(path)
-    if mark is not None and mark[0] in owners and mark[1] > top:
+    if mark is not None and mark.journal_id in owners and mark.seq > top:
         raise JournalTailLostError(
-            f"{path}: the journal ends at seq {top} but seq {mark[1]} was already answered "
+            f"{path}: the journal ends at seq {top} but seq {mark.seq} was already answered "
             "(was its -wal file deleted?)",
-            mark[1],
+            mark.seq,
         )
     return replay
 
@@ -212,6 +212,15 @@ class Salvage:
     last_good_hash: str = GENESIS_HASH
     highest_seq: int = 0  # the highest seq any readable row shows
     recent: dict[int, Event] = field(default_factory=dict)
+    remembered: list[Event] = field(default_factory=list)  # feeds the high-water mark kept
+
+    def carried(self) -> list[Event]:
+        """The recent events to fold, in seq order: those still readable, and the feeds the
+        mark remembers whose rows are gone."""
+        events = dict(self.recent)
+        for feed in self.remembered:
+            events.setdefault(feed.seq, feed)
+        return [events[s] for s in sorted(events)]
 
 
 def salvage(path: Path, since_ms: int, max_rows: int = 100_000) -> Salvage:
@@ -258,8 +267,9 @@ def _salvage_with(
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     out.journal_id = meta.get("journal_id", "")
     mark = read_mark(path)
-    if mark is not None and mark[0] == out.journal_id:
-        out.highest_seq = mark[1]  # the mark stays beside the journal: it is not set aside
+    if mark is not None and mark.journal_id == out.journal_id:
+        out.highest_seq = mark.seq  # the mark stays beside the journal: it is not set aside
+        out.remembered = mark.feed_events()
     prev = meta.get("genesis_hash", GENESIS_HASH)
     expected = int(meta.get("base_seq", "0") or 0) + 1
     out.last_good_seq, out.last_good_hash = expected - 1, prev

@@ -23,15 +23,21 @@ import json
 import logging
 import os
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gateway.events import Event, NewEvent, Origin, payload_from_dict
+from gateway.events import Bowl, Event, FeedRequested, NewEvent, Origin, payload_from_dict
 
 log = logging.getLogger("gateway.journal")
 
-MARK_BYTES: Final = 128
+MARK_BYTES: Final = 2048
+# The last accepted feeds ride with the mark: if the rows that recorded them are lost with the
+# tail, the policy still knows them after the set-aside (a press inside the gap is refused).
+FEEDS_KEPT: Final = 24
+
+Feed = tuple[int, int, str, list[str]]  # seq, occurred_at_ms, request_id, bowls
 SPILL_BYTES: Final = 256 * 1024  # ~700 held events at ~350 bytes each
 
 
@@ -64,13 +70,44 @@ def _open_preallocated(path: Path, size: int) -> int | None:
 # --- the high-water mark -------------------------------------------------------------------
 
 
-def read_mark(journal: Path) -> tuple[str, int] | None:
-    """(journal id, highest seq answered), or None when there is no readable mark."""
+@dataclass(frozen=True, slots=True)
+class Mark:
+    journal_id: str
+    seq: int
+    feeds: tuple[Feed, ...] = ()
+
+    def feed_events(self) -> list[Event]:
+        """The remembered feeds as the policy folds them (FeedRequested at their times)."""
+        return [
+            Event(
+                seq,
+                request_id,
+                at_ms,
+                False,
+                Origin.GATEWAY,
+                FeedRequested(
+                    request_id=request_id,
+                    bowls=tuple(Bowl(b) for b in bowls),
+                    portion_ms=0,
+                    expires_at_ms=at_ms,
+                    origin=Origin.GATEWAY,
+                ),
+            )
+            for seq, at_ms, request_id, bowls in self.feeds
+        ]
+
+
+def read_mark(journal: Path) -> Mark | None:
+    """The journal's high-water mark, or None when there is no readable one."""
     try:
         text = mark_path(journal).read_bytes()[:MARK_BYTES].rstrip(b"\0").decode()
-        journal_id, seq = text.split()
-        return journal_id, int(seq)
-    except (OSError, ValueError, UnicodeDecodeError):
+        journal_id, seq, *rest = text.split(" ", 2)
+        feeds = tuple(
+            (int(f[0]), int(f[1]), str(f[2]), [str(b) for b in f[3]])
+            for f in (json.loads(rest[0]) if rest else [])
+        )
+        return Mark(journal_id, int(seq), feeds)
+    except (OSError, ValueError, UnicodeDecodeError, IndexError, TypeError):
         return None
 
 
@@ -78,18 +115,26 @@ class HighWater:
     """The writer's handle on ``<journal>.seq`` (see the module docstring)."""
 
     def __init__(self, journal: Path, journal_id: str) -> None:
+        old = read_mark(journal)
         self._fd = _open_preallocated(mark_path(journal), MARK_BYTES)
         self._journal_id = journal_id
         self.seq = 0
+        self._feeds: deque[Feed] = deque(maxlen=FEEDS_KEPT)
+        if old is not None and old.journal_id == journal_id:
+            self._feeds.extend(old.feeds)
 
-    def note(self, seq: int, *, sync: bool = False) -> None:
-        """Raise the mark to ``seq``; ``sync`` when nothing else makes ``seq`` durable."""
+    def note(self, seq: int, *, sync: bool = False, feeds: list[Feed] | None = None) -> None:
+        """Raise the mark to ``seq`` (with the feeds just accepted); ``sync`` when nothing
+        else makes ``seq`` durable."""
         if seq <= self.seq and not sync:
             return
         self.seq = max(seq, self.seq)
+        if feeds:
+            self._feeds.extend(feeds)
         if self._fd is None:
             return
-        data = f"{self._journal_id} {self.seq}\n".encode().ljust(MARK_BYTES, b"\0")
+        text = f"{self._journal_id} {self.seq} {json.dumps(list(self._feeds))}\n"
+        data = text.encode()[:MARK_BYTES].ljust(MARK_BYTES, b"\0")
         try:
             os.pwrite(self._fd, data, 0)
             if sync:

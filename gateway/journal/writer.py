@@ -33,11 +33,11 @@ from typing import Final
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
-from gateway.events import Event, EventType, NewEvent, Origin
+from gateway.events import Event, EventType, FeedRequested, NewEvent, Origin
 from gateway.journal.chain import stored_hash
 from gateway.journal.cursors import CursorBook, DeadLetter, write_cursors, write_dead_letters
 from gateway.journal.rows import COLUMNS
-from gateway.journal.sidecar import HighWater, Spill, Spilled
+from gateway.journal.sidecar import Feed, HighWater, Spill, Spilled
 
 log = logging.getLogger("gateway.journal")
 
@@ -80,6 +80,19 @@ class Sidecars:
     def close(self) -> None:
         self.mark.close()
         self.spill.close()
+
+
+def _feeds(written: list[Written]) -> list[Feed] | None:
+    """The accepted feeds among ``written``, for the high-water mark (usually none)."""
+    out: list[Feed] | None = None
+    for item, _, _ in written:
+        payload = item.new.payload
+        if payload.__class__ is FeedRequested:
+            assert isinstance(payload, FeedRequested)
+            out = out or []
+            bowls = [b.value for b in payload.bowls]
+            out.append((item.seq, item.new.occurred_at_ms, payload.request_id, bowls))
+    return out
 
 
 _STOP: Final = object()
@@ -203,7 +216,7 @@ class CommitThread:
                 self._book.written(cursors, letters)
                 backlog = []
                 if written:
-                    self._sidecars.mark.note(written[-1][0].seq)
+                    self._sidecars.mark.note(written[-1][0].seq, feeds=_feeds(written))
                     self._sidecars.spill.clear()
                     self._loop.call_soon_threadsafe(self._on_committed, written)
             if stopping_ms is not None and not backlog:
