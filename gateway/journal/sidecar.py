@@ -122,6 +122,7 @@ class HighWater:
         self._feeds: deque[Feed] = deque(maxlen=FEEDS_KEPT)
         if old is not None and old.journal_id == journal_id:
             self._feeds.extend(old.feeds)
+        self._feeds_json = json.dumps(list(self._feeds))  # re-encoded only when feeds change
 
     def note(self, seq: int, *, sync: bool = False, feeds: list[Feed] | None = None) -> None:
         """Raise the mark to ``seq`` (with the feeds just accepted); ``sync`` when nothing
@@ -131,9 +132,10 @@ class HighWater:
         self.seq = max(seq, self.seq)
         if feeds:
             self._feeds.extend(feeds)
+            self._feeds_json = json.dumps(list(self._feeds))
         if self._fd is None:
             return
-        text = f"{self._journal_id} {self.seq} {json.dumps(list(self._feeds))}\n"
+        text = f"{self._journal_id} {self.seq} {self._feeds_json}\n"
         data = text.encode()[:MARK_BYTES].ljust(MARK_BYTES, b"\0")
         try:
             os.pwrite(self._fd, data, 0)

@@ -37,7 +37,7 @@ from gateway.events import Event, EventType, FeedRequested, NewEvent, Origin
 from gateway.journal.chain import stored_hash
 from gateway.journal.cursors import CursorBook, DeadLetter, write_cursors, write_dead_letters
 from gateway.journal.rows import COLUMNS
-from gateway.journal.sidecar import Feed, HighWater, Spill, Spilled
+from gateway.journal.sidecar import FEEDS_KEPT, Feed, HighWater, Spill, Spilled
 
 log = logging.getLogger("gateway.journal")
 
@@ -83,16 +83,19 @@ class Sidecars:
 
 
 def _feeds(written: list[Written]) -> list[Feed] | None:
-    """The accepted feeds among ``written``, for the high-water mark (usually none)."""
+    """The last accepted feeds among ``written``, oldest first, for the high-water mark (the
+    mark keeps only FEEDS_KEPT: a burst is read from its end and no further)."""
     out: list[Feed] | None = None
-    for item, _, _ in written:
+    for item, _, _ in reversed(written):
         payload = item.new.payload
         if payload.__class__ is FeedRequested:
             assert isinstance(payload, FeedRequested)
             out = out or []
             bowls = [b.value for b in payload.bowls]
             out.append((item.seq, item.new.occurred_at_ms, payload.request_id, bowls))
-    return out
+            if len(out) >= FEEDS_KEPT:
+                break
+    return None if out is None else out[::-1]
 
 
 _STOP: Final = object()
