@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,7 @@ def test_a_full_disk_at_start_up_feeds_degraded_and_continues_the_same_file(
         assert list(small_disk.glob("journal.db.damaged-*")) == []
 
         filler.unlink()  # space returns: the same file takes the held events
+        freed = time.monotonic()
         wait_for(
             lambda: (
                 not journal_status(daemon)["disk_failing"]
@@ -142,6 +144,7 @@ def test_a_full_disk_at_start_up_feeds_degraded_and_continues_the_same_file(
             timeout=20,
             what="the held events to reach the journal",
         )
+        print(f"fault 1: durable {time.monotonic() - freed:.2f} s after space returned")
         assert daemon.stop() == 0
     assert journal_id(daemon.journal_path) == identity  # the same journal, continued
     events = all_events(daemon.journal_path)
@@ -188,6 +191,7 @@ def test_events_answered_while_the_disk_is_full_survive_a_stop_with_their_seqs(
         )
         assert daemon.stop() == 0
     events = all_events(daemon.journal_path)
+    print(f"fault 2 ({stop}): seqs {[e['seq'] for e in answered]} all in the journal")
     for e in answered:
         stored = events[e["seq"]]
         assert stored.event_id == e["event_id"], f"seq {e['seq']} holds another event"
@@ -268,6 +272,7 @@ def test_damage_is_set_aside_byte_identical_and_the_policy_state_carried(
         assert "Traceback" not in out.stderr + out.stdout
         assert "seq" in out.stdout + out.stderr or "unreadable" in out.stdout + out.stderr
 
+        print(f"fault 3 ({damage}): verify says {(out.stdout + out.stderr).strip()!r}")
         daemon.start()  # set aside, a new journal: not a restart loop
         aside = [p for p in path.parent.iterdir() if p.name.endswith(tuple("0123456789Z"))]
         aside = [p for p in aside if ".damaged-" in p.name]
@@ -281,6 +286,7 @@ def test_damage_is_set_aside_byte_identical_and_the_policy_state_carried(
         assert again["payload"]["reason"] == "too-soon"
         # No seq the old journal showed (and a sink may have sent) is used again.
         assert again["seq"] > last_seq
+        print(f"fault 3 ({damage}): old journal to seq {last_seq}, next seq {again['seq']}")
         assert daemon.stop() == 0
     with JournalReader.open(path) as reader:
         meta = reader.meta()
@@ -325,6 +331,7 @@ def test_a_lost_wal_is_detected_and_no_seq_is_reused(broker: Mosquitto, tmp_path
         assert "CRITICAL" in daemon.stderr_text()  # ... and the log
         after = feed(daemon, "right")
         assert after["seq"] > highest, "a seq a sink may have sent is used again"
+        print(f"fault 4: answered up to seq {highest}; after the kill, next seq {after['seq']}")
         assert daemon.stop() == 0
     with JournalReader.open(daemon.journal_path) as reader:
         assert reader.verify()[1] is None

@@ -33,7 +33,8 @@ def verify_chain(
             try:
                 data = layout(prev, seq, event_id, type_, at_ms, synced, origin, recovered, payload)
             except (TypeError, UnicodeError) as e:  # a NULL or a lone surrogate where text was
-                return expected_seq - base_seq - 1, f"seq {seq}: malformed row ({e})"
+                at = seq if isinstance(seq, int) else expected_seq
+                return expected_seq - base_seq - 1, f"seq {at}: malformed row ({e})"
             if seq != expected_seq or prev != expected_prev or sha256(data).hexdigest() != stored:
                 problem = check_row(
                     to_chain(row), expected_seq=expected_seq, expected_prev_hash=expected_prev
