@@ -98,7 +98,8 @@ class Journal:
         self._window = window or Window()
         tail = self._window.tail
         self._tail_hash = tail.hash if tail else meta.get("genesis_hash", GENESIS_HASH)
-        self.durable_seq = tail.seq if tail else int(meta.get("base_seq", "0") or 0)
+        self._base_seq = int(meta.get("base_seq", "0") or 0)
+        self.durable_seq = tail.seq if tail else self._base_seq
         self._next_seq = self.durable_seq + 1
         self.visible_seq = self.durable_seq
         self.journal_id = meta.get("journal_id", "")
@@ -264,7 +265,7 @@ class Journal:
         self._writer.wake()  # cursors registered before start() are written like any other
 
     def _replay_item(self, record: Spilled) -> Item:
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        future = asyncio.get_running_loop().create_future()
         item = Item(record.new_event(), record.seq, record.payload, future)
         item.recovered = item.spilled = True
         return item
@@ -311,8 +312,8 @@ class Journal:
     # --- cursors and dead letters ----------------------------------------------------------
 
     def register_cursor(self, sink: str, *, start_at: int) -> int:
-        """The sink's cursor, creating it at ``start_at`` the first time the sink is seen."""
-        seq, created = self._book.register(sink, start_at)
+        """The sink's cursor, created at ``start_at`` (or the journal's base) when first seen."""
+        seq, created = self._book.register(sink, max(start_at, self._base_seq))
         if created and self._writer is not None:
             self._writer.wake()
         return seq

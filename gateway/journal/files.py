@@ -128,8 +128,11 @@ class WriterLock:
             raise JournalError(
                 f"{path} is already open for writing by pid {holder}: one gateway per journal"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the pid only names the holder: a full disk must not stop the start-up here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            log.warning("cannot write the pid into %s.lock (%s)", path, e)
         return cls(fd)
 
     def release(self) -> None:
