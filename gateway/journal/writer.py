@@ -128,6 +128,7 @@ class CommitThread:
         self._on_opened = on_opened
         self._sidecars = sidecars
         self._spill_full_said = False
+        self._last_error = "the disk is refusing writes"  # the last commit's error, for status
         self._tail_hash = tail_hash
         self._book = book
         self._clock = clock
@@ -229,8 +230,20 @@ class CommitThread:
         """A journal opened degraded gets its write connection once the disk allows it: the
         same file, continued (raises sqlite3.Error while it still refuses)."""
         if self._conn is None and self._opener is not None:
-            self._conn = self._opener()
-            self._loop.call_soon_threadsafe(self._on_opened, self._conn)
+            conn = self._opener()
+            # Readers switch off the immutable connection before the first commit changes the
+            # file under it (an immutable reader may cache what it read).
+            switched = threading.Event()
+
+            def switch() -> None:
+                try:
+                    self._on_opened(conn)
+                finally:
+                    switched.set()
+
+            self._loop.call_soon_threadsafe(switch)
+            switched.wait(timeout=5)
+            self._conn = conn
         if self._conn is None:
             raise sqlite3.OperationalError("the journal is not open for writing")
 
@@ -261,7 +274,8 @@ class CommitThread:
         for item in fresh:
             item.recovered = True
             item.answered = True
-        reason = error or "the disk is refusing writes"
+        self._last_error = error or self._last_error
+        reason = self._last_error
         self._loop.call_soon_threadsafe(self._on_failed, fresh, reason, self._sidecars.spill.count)
 
     def _spilled(self, item: Item) -> Spilled:
