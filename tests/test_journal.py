@@ -530,3 +530,37 @@ async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written
         stored = reader.read_after(0)
     assert [e.seq for e in stored] == [1, 2]
     assert not stored[0].recovered  # ... and the disk holds what that first commit wrote
+
+
+async def test_when_the_spill_overflows_no_seq_is_reused_and_nothing_spilled_vanishes(
+    tmp_path, monkeypatch
+):
+    """Beyond the spill's room, events are held in memory only: a stop loses those, but the
+    fsynced high-water mark keeps their seqs from being given again, and the spilled ones stay
+    in a copy beside the set-aside journal."""
+    from gateway.journal import sidecar  # noqa: PLC0415
+
+    monkeypatch.setattr(sidecar, "SPILL_BYTES", 2048)  # room for a few events only
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    journal.STOP_GRACE_S = 0.1
+    journal.start()
+    for i in range(30):
+        await journal.append(level(i))
+    journal.writer_pragma(f"PRAGMA max_page_count = {_page_count(path)}")
+    results = [await journal.append(request(i)) for i in range(40)]
+    held = [e for e in results if e.held]
+    assert len(held) > 10, "the disk limit never bit"
+    await asyncio.wait_for(journal.aclose(), timeout=10)
+    assert journal.health.lost_at_stop >= 1
+
+    again = Journal.open_or_set_aside(path)
+    again.start()
+    after = await again.append(level(99))
+    await again.aclose()
+    assert after.seq > results[-1].seq  # no seq that was answered is given again
+    spills = list(tmp_path.glob("j.db.damaged-*.spill"))
+    assert len(spills) == 1
+    assert held[0].event_id.encode() in spills[0].read_bytes()
+    with JournalReader.open(path) as reader:
+        assert reader.verify()[1] is None

@@ -7,9 +7,11 @@ it with the same checks and the same pragmas.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -158,5 +160,12 @@ def set_aside(path: Path, reason: Exception, now_ms: int) -> str:
         part = Path(f"{path}{suffix}")
         if part.exists():
             part.rename(Path(f"{aside}{suffix}"))
+    # Events spilled for this journal that its successor cannot take back with their seqs (the
+    # spill overflowed and later seqs were lost) must not vanish when the spill is reused: a
+    # copy stays beside the set-aside file. Best effort: the disk may be the trouble.
+    spill = Path(f"{path}.spill")
+    with contextlib.suppress(OSError), spill.open("rb") as f:
+        if f.read(1) not in (b"", b"\0"):
+            shutil.copyfile(spill, Path(f"{aside}.spill"))
     log.critical("journal %s failed its checks (%s): set aside as %s", path, reason, aside.name)
     return aside.name
