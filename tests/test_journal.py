@@ -538,9 +538,7 @@ async def test_when_the_spill_overflows_no_seq_is_reused_and_nothing_spilled_van
     """Beyond the spill's room, events are held in memory only: a stop loses those, but the
     fsynced high-water mark keeps their seqs from being given again, and the spilled ones stay
     in a copy beside the set-aside journal."""
-    from gateway.journal import sidecar  # noqa: PLC0415
-
-    monkeypatch.setattr(sidecar, "SPILL_BYTES", 2048)  # room for a few events only
+    monkeypatch.setattr("gateway.journal.sidecar.SPILL_BYTES", 2048)  # room for a few events
     path = tmp_path / "j.db"
     journal = Journal.open(path)
     journal.STOP_GRACE_S = 0.1
