@@ -255,7 +255,11 @@ class JournalReader:
         try:
             meta = self.meta()
         except sqlite3.Error as e:
-            return 0, f"the journal's meta table is unreadable ({e})"
+            # The rows may still be readable: check them from the first row's own link, and
+            # say the meta table (the genesis hash, the base seq) could not be read.
+            checked, problem = verify_chain(self._conn, None, progress, every)
+            found = f"; {problem}" if problem else f"; {checked} rows link and hash correctly"
+            return checked, f"the journal's meta table is unreadable ({e}){found}"
         base = int(meta.get("base_seq", "0") or 0)
         genesis = meta.get("genesis_hash", GENESIS_HASH)
         return verify_chain(self._conn, genesis, progress, every, base_seq=base)

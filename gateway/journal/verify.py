@@ -12,7 +12,7 @@ from gateway.journal.rows import COLUMNS, to_chain
 
 def verify_chain(
     conn: sqlite3.Connection,
-    genesis_hash: str,
+    genesis_hash: str | None,
     progress: Callable[[int], None] | None = None,
     every: int = 100_000,
     *,
@@ -24,6 +24,16 @@ def verify_chain(
     columns through :func:`layout` with no per-row objects (this loop is the whole cost of
     verifying a million rows); a row that fails is then explained by ``check_row``.
     """
+    if genesis_hash is None:  # unknown (meta unreadable): trust the first row's seq and link
+        try:
+            first = conn.execute(
+                "SELECT seq, prev_hash FROM events ORDER BY seq LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as e:
+            return 0, f"the first row is unreadable ({e})"
+        if first is None:
+            return 0, None
+        base_seq, genesis_hash = int(first[0]) - 1, str(first[1])
     expected_prev = genesis_hash
     expected_seq = base_seq + 1
     sha256 = hashlib.sha256
@@ -33,8 +43,8 @@ def verify_chain(
             try:
                 data = layout(prev, seq, event_id, type_, at_ms, synced, origin, recovered, payload)
             except (TypeError, UnicodeError) as e:  # a NULL or a lone surrogate where text was
-                at = seq if isinstance(seq, int) else expected_seq
-                return expected_seq - base_seq - 1, f"seq {at}: malformed row ({e})"
+                where = f"seq {expected_seq}" + ("" if seq == expected_seq else f" (reads {seq!r})")
+                return expected_seq - base_seq - 1, f"{where}: malformed row ({e})"
             if seq != expected_seq or prev != expected_prev or sha256(data).hexdigest() != stored:
                 problem = check_row(
                     to_chain(row), expected_seq=expected_seq, expected_prev_hash=expected_prev
