@@ -105,6 +105,9 @@ class Role:
     BUTTON = "button"
     ZIGBEE2MQTT = "zigbee2mqtt"
     MONITOR = "monitor"
+    GATEWAY_HOME = "gateway-home-assistant-link"
+    GATEWAY_HOME_COMMANDS = "gateway-home-assistant-commands-link"
+    HOME_ASSISTANT = "home-assistant"
 
 
 def gateway_feeder_user(gateway_id: str) -> str:
@@ -115,6 +118,22 @@ def gateway_feeder_user(gateway_id: str) -> str:
 def gateway_buttons_user(gateway_id: str) -> str:
     """The gateway's MQTT-buttons connection: its user name, and so its client id."""
     return f"fmfb-{gateway_id}-buttons"
+
+
+def gateway_home_users(gateway_id: str) -> tuple[str, str]:
+    """The gateway's two Home Assistant connections (what it publishes; the commands it
+    reads): their user names, and so their client ids (gateway/daemon.py names them)."""
+    return f"fmfb-{gateway_id}-home-assistant", f"fmfb-{gateway_id}-ha-commands"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantAccess:
+    """Home Assistant on this broker: its user, its discovery prefix and the gateway's topics
+    for it (``[home_assistant]``'s defaults: ``homeassistant`` and ``fmfb/<gateway id>``)."""
+
+    user: str = "homeassistant"
+    discovery_prefix: str = "homeassistant"
+    base_topic: str = "fmfb/{gateway_id}"
 
 
 def check_username(name: str) -> str:
@@ -196,6 +215,8 @@ class BrokerPlan:
     zigbee2mqtt_base: str | None = None
     # A read-only user for an admin watching traffic (``mosquitto_sub -t '#'``); None: none.
     monitor_user: str | None = None
+    # Home Assistant's user and the gateway's two links for it; None: no Home Assistant.
+    home_assistant: HomeAssistantAccess | None = None
     topics: BrokerTopics = field(default_factory=BrokerTopics)
     listen_address: str | None = None  # None: every address (the feeder is on the Wi-Fi)
     port: int = DEFAULT_PORT
@@ -265,6 +286,8 @@ class BrokerPlan:
                     note=f"the zigbee2mqtt bridge: its base topic {base}/ only",
                 )
             )
+        if self.home_assistant is not None:
+            clients += self._home_assistant_clients(self.home_assistant)
         if self.monitor_user is not None:
             clients.append(
                 BrokerClient(
@@ -280,6 +303,38 @@ class BrokerPlan:
         if repeated:
             raise BrokerSetupError(f"broker user names must be unique; repeated: {repeated}")
         return tuple(clients)
+
+    def _home_assistant_clients(self, ha: HomeAssistantAccess) -> list[BrokerClient]:
+        """Only the gateway writes discovery and state; only Home Assistant writes the
+        gateway's command topics (a feed from Home Assistant goes through the gateway's
+        policy, never straight to the feeder: it gets no write on the action topic)."""
+        base = check_topic(ha.base_topic.replace("{gateway_id}", self.gateway_id))
+        prefix = check_topic(ha.discovery_prefix)
+        commands = f"{base}/cmd/#"
+        publisher, reader = gateway_home_users(self.gateway_id)
+        return [
+            BrokerClient(
+                publisher,
+                Role.GATEWAY_HOME,
+                write=(f"{prefix}/#", f"{base}/#"),
+                read=(f"{prefix}/status",),
+                note="the gateway's Home Assistant publisher: discovery, state, alerts",
+            ),
+            BrokerClient(
+                reader,
+                Role.GATEWAY_HOME_COMMANDS,
+                write=(),
+                read=(commands,),
+                note="the gateway's Home Assistant commands input",
+            ),
+            BrokerClient(
+                ha.user,
+                Role.HOME_ASSISTANT,
+                write=(commands, f"{prefix}/status"),
+                read=(f"{prefix}/#", f"{base}/#", self.topics.availability),
+                note="Home Assistant: reads discovery and state, asks the gateway to feed",
+            ),
+        ]
 
 
 def acl_text(clients: Sequence[BrokerClient]) -> str:

@@ -27,6 +27,7 @@ from gateway.broker_plan import (
     BrokerClient,
     BrokerFiles,
     BrokerPlan,
+    HomeAssistantAccess,
     MqttButton,
     TlsListener,
     acl_text,
@@ -197,6 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--zigbee2mqtt", metavar="BASE", help="a zigbee2mqtt bridge's base topic")
     p.add_argument("--monitor-user", help="a read-only user for watching all traffic")
+    p.add_argument(
+        "--home-assistant",
+        metavar="USER",
+        help="Home Assistant's broker user (and the gateway's two links for it)",
+    )
     p.add_argument("--listen-address", help="plain listener's address (default: every address)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="plain listener's port")
     p.add_argument("--tls-port", type=int, default=DEFAULT_TLS_PORT)
@@ -224,6 +230,9 @@ def plan_from_args(args: argparse.Namespace) -> BrokerPlan:
         buttons=tuple(MqttButton.parse(b) for b in args.mqtt_button),
         zigbee2mqtt_base=args.zigbee2mqtt,
         monitor_user=args.monitor_user,
+        home_assistant=None
+        if not args.home_assistant
+        else HomeAssistantAccess(args.home_assistant),
         listen_address=args.listen_address,
         port=args.port,
         tls=tls,

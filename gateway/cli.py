@@ -22,6 +22,7 @@ COMMANDS = {
     "demo": Lazy(f"{_C}.demo:demo", "The whole product on this machine: no Pi, no AWS."),
     "replay": Lazy(f"{_C}.replay:replay", "Send journaled events again, marked, in seq order."),
     "project": Lazy(f"{_C}.project:project", "Build a datastore from the journal (a fold)."),
+    "doctor": Lazy(f"{_C}.doctor:doctor", "Check the gateway, and say how to fix what is wrong."),
 }
 
 JOURNAL_COMMANDS = {
@@ -33,6 +34,13 @@ JOURNAL_COMMANDS = {
     "chart": Lazy(f"{_C}.report:journal_chart", "Write a self-contained HTML chart."),
     "pending": Lazy(f"{_C}.journal:journal_pending", "Per sink: cursor, backlog, oldest."),
     "verify": Lazy(f"{_C}.journal:journal_verify", "Check the whole hash chain and seq order."),
+}
+
+SCHEDULE_COMMANDS = {
+    "next": Lazy(f"{_C}.schedule:schedule_next", "Show the next meal that will be fed."),
+    "skip": Lazy(f"{_C}.schedule:schedule_skip", "Skip the next meal (journaled)."),
+    "pause": Lazy(f"{_C}.schedule:schedule_pause", "Pause every schedule until a time."),
+    "resume": Lazy(f"{_C}.schedule:schedule_resume", "End a pause now."),
 }
 
 CONFIG_COMMANDS = {
@@ -63,6 +71,7 @@ def main() -> None:
     See what happened:   fmfb journal list        (newest last; --json for scripts)
     See what is behind:  fmfb journal pending
     Check the chain:     fmfb journal verify
+    Something wrong?     fmfb doctor
     """
 
 
@@ -73,6 +82,11 @@ def journal() -> None:
     The journal's order is seq, not time: the Pi has no real-time clock, and each event records
     whether its clock was synchronised. Time filters use each event's recorded time.
     """
+
+
+@main.group("schedule", cls=LazyGroup, lazy=SCHEDULE_COMMANDS)
+def schedule_group() -> None:
+    """The running gateway's meal schedules ([[schedule]] in the config): next, skip, pause."""
 
 
 @main.group("config", cls=LazyGroup, lazy=CONFIG_COMMANDS)

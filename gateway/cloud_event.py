@@ -31,14 +31,16 @@ def click_type_of(event: Event) -> ClickType | None:
 
 
 def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> dict[str, Any]:
-    detail: dict[str, Any] = dict(event.payload.to_dict())
+    payload = event.payload
+    detail: dict[str, Any] = payload.to_dict()  # a new dict each call: ours to extend
     # A request's own "origin" (button, cli, cloud) stays: it says who asked, also on a
-    # FeedRejected the feeder recorded. Other events get where they came from.
-    detail.setdefault("origin", event.origin.value)
+    # FeedRejected the feeder recorded. Other events get where they came from. (Enum members
+    # as they are: StrEnums, written by JSON as their values.)
+    detail.setdefault("origin", event.origin)
     # The envelope's keys are hyphenated; payload keys are snake_case, so none collide.
     detail.update(
         {
-            "type": event.type.value,
+            "type": payload.TYPE,
             "event-id": event.event_id,
             "gateway-id": gateway_id,
             "seq": event.seq,
@@ -51,7 +53,7 @@ def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None
         detail["recovered"] = True
     click = click_type_of(event)
     if click is not None:
-        detail["click-type"] = click.value
+        detail["click-type"] = click
     if replay is not None:
         detail["replay"] = {
             "name": replay.name,
@@ -61,9 +63,11 @@ def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None
     return detail
 
 
+# One encoder, built once (json.dumps builds one per call with these options).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def detail_json(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
-    """The detail as one line of compact JSON: what IoT Core, the JSONL sink and replays send
-    (one encoder, so every copy of an event reads the same)."""
-    return json.dumps(
-        cloud_detail(event, gateway_id, replay), separators=(",", ":"), ensure_ascii=False
-    )
+    """The detail as one line of compact JSON (UTF-8 text, not ASCII-escaped): what
+    EventBridge, IoT Core, the JSONL sink and replays send, so every copy reads the same."""
+    return _COMPACT.encode(cloud_detail(event, gateway_id, replay))

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     StrictBool,
     ValidationError,
     field_validator,
@@ -24,6 +25,13 @@ from pydantic import (
 
 from gateway.errors import ConfigError
 from gateway.events import Bowl, ClickType, EventType, canonical_bowls
+from gateway.home_config import (
+    AlertsConfig,
+    HomeAssistantConfig,
+    ScheduleConfig,
+    SchedulingConfig,
+    unique_schedule_names,
+)
 from gateway.paths import StatePaths, default_state_dir, read_toml
 
 
@@ -49,12 +57,22 @@ class TlsConfig(_Section):
 
 
 class BrokerConfig(_Section):
-    """The local Mosquitto the feeder and MQTT buttons talk to."""
+    """The local Mosquitto the feeder and MQTT buttons talk to.
+
+    Credentials, two ways. A locked-down broker binds each client id to a user of the same
+    name (gateway/broker_plan.py), and the gateway opens two connections (the feeder link and
+    the buttons link), so each link needs its own user: ``credentials_dir`` names a folder
+    holding one file per link, named for the link's client id, containing its password; the
+    user is the client id. ``username``/``password`` is one user for every link: fine for a
+    broker that does not bind client ids. The password is a SecretStr so that it is never
+    printed (``fmfb config show``, a repr in a log line).
+    """
 
     host: str = "127.0.0.1"
     port: Port = 1883
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
+    credentials_dir: Path | None = None
     tls: TlsConfig | None = None
     keepalive_s: Annotated[int, Field(strict=True, ge=5, le=3600)] = 30
     client_id: str | None = None  # default: "fmfb-<gateway_id>-<role>"
@@ -67,7 +85,24 @@ class BrokerConfig(_Section):
         # Checked here so it names the keys, not later as the back-off's ValueError.
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.credentials_dir is not None and (self.username or self.password):
+            raise ValueError("credentials_dir or username/password, not both")
         return self
+
+    def credentials(self, client_id: str) -> tuple[str | None, str | None]:
+        """(user, password) for the link with ``client_id``, read now: a password changed on
+        disk is used at the next connect. Raises ConfigError naming the file (never its
+        content) if it cannot be read."""
+        if self.credentials_dir is None:
+            secret = self.password.get_secret_value() if self.password is not None else None
+            return self.username, secret
+        path = self.credentials_dir / client_id
+        try:
+            return client_id, path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(
+                f"broker.credentials_dir: cannot read {path}: {e.strerror or e}"
+            ) from e
 
 
 class TopicsConfig(_Section):
@@ -273,6 +308,18 @@ class CloudConfig(_Section):
     echo_window_s: Annotated[int, Field(strict=True, gt=0, le=86_400)] = 600
 
 
+class MetricsConfig(_Section):
+    """Prometheus metrics (gateway/metrics.py): both off by default."""
+
+    # An HTTP endpoint (GET /metrics) on this port; loopback only unless ``address`` says so.
+    port: Port | None = None
+    address: str = "127.0.0.1"
+    # A node_exporter textfile collector file (e.g.
+    # /var/lib/prometheus/node-exporter/fmfb.prom), rewritten atomically every ``every_s``.
+    textfile: Path | None = None
+    every_s: Annotated[float, Field(strict=True, ge=1, le=3600, allow_inf_nan=False)] = 15.0
+
+
 class Config(_Section):
     gateway_id: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         default_factory=socket.gethostname
@@ -289,6 +336,12 @@ class Config(_Section):
     buttons: ButtonsConfig = Field(default_factory=ButtonsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     cloud: CloudConfig = Field(default_factory=CloudConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # Smart-home features (gateway/home_config.py): meals, Home Assistant, alerts.
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
+    schedule: list[ScheduleConfig] = Field(default_factory=list)
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     # Sentences naming the keys of an older file that were moved (see MOVED_KEYS).
     _deprecated: list[str] = PrivateAttr(default_factory=list)
@@ -301,6 +354,8 @@ class Config(_Section):
     @classmethod
     def _old_keys(cls, data: Any) -> Any:
         return migrate_old_keys(data)
+
+    _unique_schedules = field_validator("schedule")(unique_schedule_names)
 
     @field_validator("log_level")
     @classmethod

@@ -7,6 +7,9 @@ JSON object per line in, one JSON object per line out::
     {"op": "press", "button": "kitchen", "click": "SINGLE"} -> {"ok": true, "event": {...}}
     {"op": "status"}                                        -> {"ok": true, "status": {...}}
     {"op": "expect-echoes", "seqs": [12, 13]}               -> {"ok": true, "credits": 1}
+    {"op": "skip", "schedule": "breakfast"}  (or none: any) -> {"ok": true, "event": {...}}
+    {"op": "pause", "until_ms": 1800000000000}  (0 resumes) -> {"ok": true, "event": {...}}
+    {"op": "next-meal"}                                     -> {"ok": true, "meal": {...}|null}
     anything malformed                                      -> {"ok": false, "error": "..."}
 
 The answer to a feed or press comes once its event is durable (or held, if the disk refused
@@ -25,9 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from gateway.counters import InputCounters
-from gateway.errors import ControlError, PayloadError
-from gateway.events import ClickType, Origin, optional, parse_bowls, parse_enum, require
+from gateway.errors import ControlError, PayloadError, ScheduleError
+from gateway.events import (
+    ClickType,
+    Event,
+    FeedRejected,
+    Origin,
+    RejectReason,
+    optional,
+    parse_bowls,
+    parse_enum,
+    require,
+)
+from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import FeedCommand, Intake
+from gateway.policy import next_allowed_ms
+from gateway.schedule import Meal
 from gateway.status import GatewayStatus, InputStatus
 
 log = logging.getLogger(__name__)
@@ -46,8 +62,11 @@ class ControlServer:
         buttons: set[str],
         status: Callable[[], GatewayStatus],
         counters: InputCounters,
+        *,
+        schedule: ScheduleInput | None = None,
     ) -> None:
         self.path = path
+        self.schedule = schedule
         self.intake = intake
         self.buttons = buttons
         self.gateway_status = status
@@ -124,7 +143,7 @@ class ControlServer:
                 portion_ms=_portion(request),
             )
             event = await self.intake.request_feed(command)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "press":
             self.received += 1
             button = require(request, "button", str)
@@ -133,7 +152,7 @@ class ControlServer:
                 raise PayloadError("button", f"no button {button!r} (known: {known})")
             click = parse_enum(ClickType, "click", require(request, "click", str).upper())
             event = await self.intake.click_nowait(button, click)
-            return {"ok": True, "event": event.to_dict(), "held": event.held}
+            return self._feed_answer(event)
         if op == "expect-echoes":
             seqs = require(request, "seqs", list)
             if len(seqs) > MAX_ECHO_SEQS or not all(
@@ -141,7 +160,60 @@ class ControlServer:
             ):
                 raise PayloadError("seqs", f"a list of at most {MAX_ECHO_SEQS} positive seqs")
             return {"ok": True, "credits": self.intake.expect_echoes(seqs)}
-        raise PayloadError("op", f"unknown operation {op!r} (feed, press, status, expect-echoes)")
+        if op in SCHEDULE_OPS:
+            return await self._schedule_op(op, request)
+        raise PayloadError(
+            "op",
+            f"unknown operation {op!r} (feed, press, status, expect-echoes, skip, pause, "
+            "next-meal)",
+        )
+
+    async def _schedule_op(self, op: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Skip next, pause until, next meal: journaled like any change (gateway/schedule.py)."""
+        if self.schedule is None:
+            return {"ok": False, "error": "no [[schedule]] is configured"}
+        try:
+            if op == "next-meal":
+                meal = self.schedule.next_meal()
+                return {"ok": True, "meal": None if meal is None else meal_json(meal)}
+            self.received += 1
+            if op == "skip":
+                future = self.schedule.skip_next(optional(request, "schedule", str), Origin.CLI)
+            else:
+                until = optional(request, "until_ms", int)
+                if until is None or until < 0:
+                    raise PayloadError("until_ms", "a time in epoch milliseconds (0 resumes)")
+                future = self.schedule.pause_until(until, Origin.CLI)
+        except ScheduleError as e:
+            return {"ok": False, "error": str(e)}
+        event = await future
+        return {"ok": True, "event": event.to_dict(), "held": event.held}
+
+    def _feed_answer(self, event: Event) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": True, "event": event.to_dict(), "held": event.held}
+        payload = event.payload
+        if isinstance(payload, FeedRejected) and payload.reason in _LIMIT_REASONS:
+            # A person refused by a limit wants to know when to try again.
+            intake = self.intake
+            answer["next_allowed_at_ms"] = next_allowed_ms(
+                payload.bowls, intake.state, intake.limits, intake.clock.now_ms()
+            )
+        return answer
+
+
+SCHEDULE_OPS = frozenset({"skip", "pause", "next-meal"})
+
+
+def meal_json(meal: Meal) -> dict[str, Any]:
+    return {
+        "schedule": meal.schedule,
+        "day": meal.day.isoformat(),
+        "at_ms": meal.at_ms,
+        "bowls": [b.value for b in meal.bowls],
+    }
+
+
+_LIMIT_REASONS = frozenset({RejectReason.TOO_SOON.value, RejectReason.CAP.value})
 
 
 def _portion(request: Mapping[str, Any]) -> int | None:

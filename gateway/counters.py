@@ -25,7 +25,8 @@ class InputCounters:
         self._bad_keys: set[str] = set()
 
     def bad_input(self, source: str, error: PayloadError, raw: bytes | str = b"") -> None:
-        key = f"{source}:{error.field or '-'}"
+        # "payload" when no one field is to blame (not UTF-8, not JSON, empty).
+        key = f"{source}:{error.field or 'payload'}"
         self.counts[key] += 1
         self._bad_keys.add(key)
         now = time.monotonic()

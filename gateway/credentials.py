@@ -54,6 +54,7 @@ from urllib.parse import quote
 from gateway.clock import Clock, SystemClock
 from gateway.config import CloudConfig, CredentialsProviderConfig
 from gateway.errors import CredentialsError
+from gateway.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,9 @@ def refreshable_credentials(provider: IotCredentialsProvider) -> Any:
 
     def refresh() -> dict[str, str]:
         creds = provider.fetch()
+        # botocore logs request headers at DEBUG: the new keys must be masked there too.
+        register_secret(creds.secret_key)
+        register_secret(creds.token)
         expires = timeline.at(creds.received_mono_ms + creds.lifetime_s * 1000)
         return {
             "access_key": creds.access_key,

@@ -15,32 +15,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
-from typing import Any
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from gateway import __version__
+from gateway import __version__, redact
+from gateway.alert_watch import AlertWatch, home_history
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.control import ControlServer
 from gateway.counters import InputCounters
 from gateway.echo import EchoLedger
-from gateway.events import GatewayStarted, GatewayStopped, Origin
+from gateway.events import EventType, GatewayStarted, GatewayStopped, Origin
 from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
+from gateway.inputs.schedule import ScheduleInput
 from gateway.intake import Intake, fold_startup_state, rebuild_echoes
 from gateway.journal import Journal
+from gateway.latency import CommitTimes
 from gateway.notify import Notifier
 from gateway.policy import Limits
 from gateway.sinks.base import Sink, SinkContext
 from gateway.sinks.registry import build_sinks
-from gateway.status import FeederStatus, GatewayStatus, JournalStatus
+from gateway.status import FeederStatus, GatewayStatus, JournalStatus, SinkStatus
+
+if TYPE_CHECKING:
+    from gateway.metrics_export import MetricsExporter
 
 log = logging.getLogger("gateway.daemon")
 
 STATUS_EVERY_S = 5.0
+SCHEDULE_MEMORY_MS = 8 * 86_400_000
+CLOUD_SINKS = frozenset({"eventbridge", "iot-core"})  # whose backlog age raises an alert
 
 
 class Daemon:
@@ -60,6 +71,8 @@ class Daemon:
         self.sinks: list[Sink] = []
         self.inputs: list[Input] = []
         self.ready = asyncio.Event()
+        self.commit_times = CommitTimes()
+        self.metrics: MetricsExporter | None = None
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -81,6 +94,7 @@ class Daemon:
         journal = Journal.open_or_set_aside(
             cfg.journal_file, clock=self.clock, window_ms=checked_ms
         )
+        journal.on_commit = self.commit_times.observe
         journal.start()
         self.journal = journal
         now = self.clock.now_ms()
@@ -90,6 +104,11 @@ class Daemon:
         self.intake = intake
         context = SinkContext(cfg, journal, intake, self.clock, self.counters)
         self.sinks = build_sinks(context)
+        if cfg.home_assistant.enabled:
+            # Home Assistant's modules load only when it is on (one switch, not a sink section).
+            from gateway.sinks.home_assistant import HomeAssistantPublisher  # noqa: PLC0415
+
+            self.sinks.append(HomeAssistantPublisher(context))
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(
             journal.reader, echoes, upto_seq=journal.saved_cursor("eventbridge") or 0, now_ms=now
@@ -118,9 +137,68 @@ class Daemon:
                     self.counters,
                 )
             )
+        schedule = self._schedule(intake)
+        if schedule is not None:
+            inputs.append(schedule)
+        if cfg.alerts.enabled:
+            journal = intake.journal
+            inputs.append(
+                AlertWatch(
+                    cfg.alerts,
+                    cfg.scheduling.zone,
+                    intake,
+                    self.clock,
+                    history=home_history(journal.reader, self.clock.now_ms()),
+                    journal_failing=lambda: journal.health.failing,
+                    oldest_unsent_ms=self._oldest_unsent_ms,
+                )
+            )
+        if cfg.home_assistant.enabled:
+            from gateway.ha_discovery import HomeTopics  # noqa: PLC0415 - see _build
+            from gateway.inputs.home_assistant import HomeAssistantCommands  # noqa: PLC0415
+
+            ha = cfg.home_assistant
+            inputs.append(
+                HomeAssistantCommands(
+                    HomeTopics.of(ha.base_topic, cfg.gateway_id, cfg.topics.availability),
+                    cfg.broker,
+                    f"fmfb-{cfg.gateway_id}-ha-commands",
+                    intake,
+                    self.counters,
+                    schedule=schedule,
+                )
+            )
         names = {b.name for b in cfg.buttons.gpio} | {b.name for b in cfg.buttons.mqtt}
-        inputs.append(ControlServer(cfg.control_path, intake, names, self.status, self.counters))
+        inputs.append(
+            ControlServer(
+                cfg.control_path, intake, names, self.status, self.counters, schedule=schedule
+            )
+        )
         return inputs
+
+    def _schedule(self, intake: Intake) -> ScheduleInput | None:
+        cfg = self.config
+        if not cfg.schedule:
+            return None
+        journal = intake.journal
+        # What a restart must remember: meals handled and skips of the last week, and the
+        # last pause (which may be older).
+        history = [e for e in [journal.reader.last_of_types([EventType.SCHEDULE_PAUSED])] if e]
+        history += journal.reader.recent(since_ms=self.clock.now_ms() - SCHEDULE_MEMORY_MS)
+        plans = [s.plan() for s in cfg.schedule]
+        return ScheduleInput(plans, cfg.scheduling, intake, self.clock, history)
+
+    def _oldest_unsent_ms(self) -> dict[str, int | None]:
+        """Per cloud sink, when its oldest unsent event happened (None: nothing waits)."""
+        journal = self.journal
+        out: dict[str, int | None] = {}
+        for sink in self.sinks:
+            if journal is None or sink.name not in CLOUD_SINKS:
+                continue
+            cursor = sink.status().cursor
+            oldest = journal.reader.get(cursor + 1) if cursor < journal.durable_seq else None
+            out[sink.name] = None if oldest is None else oldest.occurred_at_ms
+        return out
 
     # --- running ---------------------------------------------------------------------------
 
@@ -153,6 +231,9 @@ class Daemon:
                     tasks.create_task(part.run(), name=f"input:{part.name}") for part in self.inputs
                 ]
                 spawned.append(tasks.create_task(self._status_loop(), name="status"))
+                metrics = self.config.metrics
+                if metrics.port is not None or metrics.textfile is not None:
+                    spawned.append(tasks.create_task(self._metrics(), name="metrics"))
                 watchdog = self.notifier.watchdog_interval_s()
                 if watchdog is not None:
                     spawned.append(
@@ -197,6 +278,13 @@ class Daemon:
             if stopped.done() and not stopped.result().held:
                 log.info("gateway stopped cleanly at seq %d", stopped.result().seq)
 
+    async def _metrics(self) -> None:
+        # Imported here: prometheus_client loads only when metrics are configured.
+        from gateway.metrics_export import MetricsExporter  # noqa: PLC0415
+
+        self.metrics = MetricsExporter(self.config.metrics, self.status)
+        await self.metrics.run()
+
     async def _status_loop(self) -> None:
         last = ""
         while True:
@@ -217,6 +305,9 @@ class Daemon:
     def status(self) -> GatewayStatus:
         journal = self.journal
         state = self.intake.state if self.intake else None
+        counts, commit_s = self.commit_times.snapshot()
+        policy = self.config.policy
+        now = self.clock.now_ms()
         return GatewayStatus(
             version=__version__,
             gateway_id=self.config.gateway_id,
@@ -230,15 +321,39 @@ class Daemon:
                 last_error=journal.health.last_error if journal else None,
                 spilled=journal.health.spilled if journal else 0,
                 alert=journal.health.alert if journal else None,
+                size_bytes=_size_on_disk(journal.path) if journal else 0,
+                commit_counts=counts,
+                commit_seconds=commit_s,
             ),
             feeder=FeederStatus(
                 online=state.feeder_online if state else None,
                 food_level=state.food_level if state else None,
+                feeds_in_period={
+                    bowl.value: sum(1 for t in times if now - policy.cap_period_s * 1000 < t)
+                    for bowl, times in state.feeds.items()
+                }
+                if state
+                else {},
+                cap_per_bowl=policy.cap_per_bowl,
+                cap_period_s=policy.cap_period_s,
             ),
-            sinks=tuple(s.status() for s in self.sinks),
+            sinks=tuple(self._with_oldest(s.status()) for s in self.sinks),
             inputs=tuple(part.status() for part in self.inputs),
             bad_inputs=dict(self.counters.counts),
         )
+
+    def _with_oldest(self, status: SinkStatus) -> SinkStatus:
+        """The sink's status with the recorded time of the first event it has not finished
+        (one primary-key read; none when there is no backlog or it is held in memory)."""
+        if self.journal is None or status.backlog <= 0:
+            return status
+        try:
+            first = self.journal.reader.get(status.cursor + 1)
+        except sqlite3.Error:
+            return status  # a failing disk must not take the status down with it
+        if first is None:
+            return status
+        return dataclasses.replace(status, oldest_pending_ms=first.occurred_at_ms)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS: what a person checking `systemctl status` needs."""
@@ -262,10 +377,21 @@ class Daemon:
         if state is not None and state.feeder_online is not None:
             level = "" if state.food_level is None else f" food {state.food_level}%"
             parts.append(f"feeder {'online' if state.feeder_online else 'offline'}{level}")
+        if any(isinstance(p, ScheduleInput) and p.waiting_for_clock for p in self.inputs):
+            parts.append("CLOCK NOT SYNCHRONISED: meals wait")
         bad = self.counters.total_bad
         if bad:
             parts.append(f"{bad} bad inputs")
         return " · ".join(parts)
+
+
+def _size_on_disk(path: Path) -> int:
+    """The journal's bytes: the database and its write-ahead log."""
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += Path(f"{path}{suffix}").stat().st_size
+    return total
 
 
 def configure_logging(level: str) -> None:
@@ -274,6 +400,8 @@ def configure_logging(level: str) -> None:
         level=level,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # At every level, DEBUG included (botocore's request headers): no secret is written.
+    redact.install()
 
 
 async def run_daemon(config: Config) -> int:

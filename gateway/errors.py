@@ -3,6 +3,8 @@
     GatewayError
     ├── ConfigError (ValueError)          bad configuration; names the key
     ├── PayloadError (ValueError)         bad input from outside; names the field
+    ├── UsageError (ValueError)           a command asked for what cannot work (says why)
+    │   └── FilterError                   an event filter that selects nothing by construction
     ├── JournalError
     │   ├── NotAJournalError              the file is not a gateway journal; left untouched
     │   ├── JournalVersionError           written by a newer gateway; left untouched
@@ -13,7 +15,9 @@
     ├── ControlError                      the CLI could not talk to the running daemon
     ├── CloudError                        a cloud sink could not reach or use AWS
     │   └── CredentialsError              no usable AWS credentials (none, expired, refused)
-    └── BrokerSetupError                  the local broker's lock-down could not be written
+    ├── BrokerSetupError                  the local broker's lock-down could not be written
+    └── ScheduleError                     a schedule change that cannot be made (no such
+                                          schedule, no meal to skip, the clock unsynchronised)
 
 Errors from sqlite3, paho/aiomqtt and pydantic are translated at the boundary with
 ``raise ... from e`` so that a person sees what they need (the key, the seq, the topic), and the
@@ -42,6 +46,14 @@ class PayloadError(GatewayError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class UsageError(GatewayError, ValueError):
+    """A command was asked for something that cannot work; the message says why."""
+
+
+class FilterError(UsageError):
+    """An event filter whose bounds contradict each other (``--to-seq`` before ``--from-seq``)."""
 
 
 class JournalError(GatewayError):
@@ -97,3 +109,7 @@ class CredentialsError(CloudError):
 class BrokerSetupError(GatewayError):
     """The local broker's lock-down (users, passwords, ACLs) could not be planned or written:
     a name that cannot be a broker user or topic, or ``mosquitto_passwd`` missing or failing."""
+
+
+class ScheduleError(GatewayError):
+    """A schedule change that cannot be made now: the message says why."""

@@ -34,14 +34,13 @@ means is :func:`classify`'s decision, documented there.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
-from gateway.cloud_event import ReplayMark, cloud_detail
+from gateway.cloud_event import ReplayMark, detail_json
 from gateway.events import Event, EventType
 
 MAX_ENTRIES: Final = 10
@@ -87,13 +86,6 @@ class Entry:
 def event_time(occurred_at_ms: int) -> datetime:
     """The event's time as a timezone-aware UTC datetime (what boto3 takes for ``Time``)."""
     return datetime.fromtimestamp(occurred_at_ms / 1000, tz=UTC)
-
-
-def detail_json(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
-    """The cloud detail as compact JSON (UTF-8 text, not ASCII-escaped)."""
-    return json.dumps(
-        cloud_detail(event, gateway_id, replay), separators=(",", ":"), ensure_ascii=False
-    )
 
 
 def utf8_len(text: str) -> int:

@@ -12,137 +12,68 @@ single-precision floats, and order comes from ``seq``, never from time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
-from gateway.errors import PayloadError
+from gateway.event_kinds import (
+    REQUEST_ORIGINS,
+    AlertKind,
+    Bowl,
+    ClickType,
+    EventType,
+    Origin,
+    RefusedBy,
+    RejectReason,
+)
+from gateway.home_events import AlertCleared, AlertRaised, MealSkipped, SchedulePaused
+from gateway.payload_fields import (
+    canonical_bowls,
+    non_negative_int,
+    optional,
+    parse_bowls,
+    parse_enum,
+    require,
+)
 
-
-class EventType(StrEnum):
-    FEED_REQUESTED = "FeedRequested"
-    FEED_REJECTED = "FeedRejected"
-    FEED_DISPENSED = "FeedDispensed"
-    FEED_UNCONFIRMED = "FeedUnconfirmed"
-    FOOD_LEVEL_CHANGED = "FoodLevelChanged"
-    FEEDER_ONLINE = "FeederOnline"
-    FEEDER_OFFLINE = "FeederOffline"
-    GATEWAY_STARTED = "GatewayStarted"
-    GATEWAY_STOPPED = "GatewayStopped"
-    EVENT_DEAD_LETTERED = "EventDeadLettered"
-
-    @property
-    def detail_type(self) -> str:
-        """EventBridge detail-type: the same words, spaced ("Feed Requested")."""
-        words: list[str] = []
-        for ch in self.value:
-            if ch.isupper() and words:
-                words.append(" ")
-            words.append(ch)
-        return "".join(words)
-
-
-class Origin(StrEnum):
-    """Where an input came from."""
-
-    BUTTON = "button"
-    CLI = "cli"
-    CLOUD = "cloud"
-    SCHEDULE = "schedule"
-    FEEDER = "feeder"
-    GATEWAY = "gateway"
-
-
-REQUEST_ORIGINS = frozenset({Origin.BUTTON, Origin.CLI, Origin.CLOUD, Origin.SCHEDULE})
-
-
-class Bowl(StrEnum):
-    LEFT = "left"
-    RIGHT = "right"
-
-
-class ClickType(StrEnum):
-    SINGLE = "SINGLE"
-    DOUBLE = "DOUBLE"
-    LONG = "LONG"
-
-
-class RejectReason(StrEnum):
-    """Reasons the gateway gives; a feeder may give others (kept as free text)."""
-
-    CAP = "cap"
-    TOO_SOON = "too-soon"
-    EXPIRED = "expired"
-    ECHO = "echo"
-    DUPLICATE = "duplicate"
-
-
-class RefusedBy(StrEnum):
-    GATEWAY = "gateway"
-    FEEDER = "feeder"
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-# --- validation of JSON objects (journal rows, wire payloads) -------------------------------
-
-
-def require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    """Return ``data[key]`` if present and of ``kind``; else a PayloadError naming the key.
-
-    ``bool`` is refused where ``int`` is asked for: JSON ``true`` is not a duration.
-    """
-    if key not in data:
-        raise PayloadError(key, "missing")
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise PayloadError(key, f"expected {_kind_name(kinds)}, got a boolean")
-    if not isinstance(value, kinds):
-        raise PayloadError(key, f"expected {_kind_name(kinds)}, got {type(value).__name__}")
-    return value
-
-
-def optional(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    if data.get(key) is None:
-        return None
-    return require(data, key, kind)
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", str: "a string", list: "a list", dict: "an object", bool: "a bool"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def parse_enum(enum: type[E], key: str, value: Any) -> E:
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum)
-        raise PayloadError(key, f"{value!r} is not one of {allowed}") from None
-
-
-def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
-    """A non-empty list of distinct bowls, returned in canonical order (left before right)."""
-    if not isinstance(value, list | tuple) or not value:
-        raise PayloadError(key, "expected a non-empty list of bowls")
-    bowls = {parse_enum(Bowl, key, v) for v in value}
-    if len(bowls) != len(value):
-        raise PayloadError(key, "a bowl is named twice")
-    return canonical_bowls(bowls)
-
-
-def canonical_bowls(bowls: Iterable[Bowl]) -> tuple[Bowl, ...]:
-    return tuple(b for b in Bowl if b in set(bowls))
-
-
-def non_negative_int(data: Mapping[str, Any], key: str) -> int:
-    value: int = require(data, key, int)
-    if value < 0:
-        raise PayloadError(key, f"must not be negative, got {value}")
-    return value
+# The vocabularies and the field validators live in their own modules (so the payload modules
+# can share them without importing each other); this is the one place to import them from.
+__all__ = [
+    "PAYLOAD_TYPES",
+    "REQUEST_ORIGINS",
+    "AlertCleared",
+    "AlertKind",
+    "AlertRaised",
+    "Bowl",
+    "ClickType",
+    "Event",
+    "EventDeadLettered",
+    "EventType",
+    "FeedDispensed",
+    "FeedRejected",
+    "FeedRequested",
+    "FeedUnconfirmed",
+    "FeederOffline",
+    "FeederOnline",
+    "FoodLevelChanged",
+    "GatewayStarted",
+    "GatewayStopped",
+    "MealSkipped",
+    "NewEvent",
+    "Origin",
+    "Payload",
+    "RefusedBy",
+    "RejectReason",
+    "SchedulePaused",
+    "canonical_bowls",
+    "canonical_json",
+    "non_negative_int",
+    "optional",
+    "parse_bowls",
+    "parse_enum",
+    "payload_from_dict",
+    "require",
+]
 
 
 # --- payloads ------------------------------------------------------------------------------
@@ -159,24 +90,36 @@ class _RequestData:
     origin: Origin
     button: str | None = None
     click_type: ClickType | None = None
+    # A scheduled meal's identity: its schedule and the instant it was due (origin schedule).
+    # Absent from older events and other origins, and then not stored (the hash is unchanged).
+    schedule: str | None = None
+    meal_at_ms: int | None = None
 
     def _request_dict(self) -> dict[str, Any]:
+        # The enums are StrEnums: each member is its own value as a str, and JSON writes it so.
+        # Used as they are: reading ``.value`` costs an enum descriptor call per field, and
+        # this runs for every request read back and sent on.
         out: dict[str, Any] = {
             "request_id": self.request_id,
-            "bowls": [b.value for b in self.bowls],
+            "bowls": list(self.bowls),
             "portion_ms": self.portion_ms,
             "expires_at_ms": self.expires_at_ms,
-            "origin": self.origin.value,
+            "origin": self.origin,
         }
         if self.button is not None:
             out["button"] = self.button
         if self.click_type is not None:
-            out["click_type"] = self.click_type.value
+            out["click_type"] = self.click_type
+        if self.schedule is not None:
+            out["schedule"] = self.schedule
+        if self.meal_at_ms is not None:
+            out["meal_at_ms"] = self.meal_at_ms
         return out
 
     @staticmethod
     def _request_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         click = optional(data, "click_type", str)
+        meal_at = None if data.get("meal_at_ms") is None else non_negative_int(data, "meal_at_ms")
         return {
             "request_id": require(data, "request_id", str),
             "bowls": parse_bowls(require(data, "bowls", list)),
@@ -185,6 +128,8 @@ class _RequestData:
             "origin": parse_enum(Origin, "origin", require(data, "origin", str)),
             "button": optional(data, "button", str),
             "click_type": None if click is None else parse_enum(ClickType, "click_type", click),
+            "schedule": optional(data, "schedule", str),
+            "meal_at_ms": meal_at,
         }
 
 
@@ -216,6 +161,8 @@ class FeedRejected(_RequestData):
             origin=request.origin,
             button=request.button,
             click_type=request.click_type,
+            schedule=request.schedule,
+            meal_at_ms=request.meal_at_ms,
             reason=reason,
             refused_by=refused_by,
         )
@@ -402,6 +349,10 @@ Payload = (
     | GatewayStarted
     | GatewayStopped
     | EventDeadLettered
+    | MealSkipped
+    | SchedulePaused
+    | AlertRaised
+    | AlertCleared
 )
 
 PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
@@ -417,6 +368,10 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
         GatewayStarted,
         GatewayStopped,
         EventDeadLettered,
+        MealSkipped,
+        SchedulePaused,
+        AlertRaised,
+        AlertCleared,
     )
 }
 

@@ -4,12 +4,11 @@
 with the gateway's own config model before it is written, so an install never leaves a
 config that ``fmfb run`` would refuse.
 
-The broker user in ``[broker]`` is the gateway's feeder link (``fmfb-<gateway_id>-feeder``):
-with the locked-down broker (gateway/broker_plan.py) the client id is the user name, so each
-of the gateway's connections needs a user of its own, and the config holds one broker user
-today. MQTT buttons would open the second connection with that same user and the two would
-take each other's session, so they are written commented out, with their own user's
-credentials file named, until the config can give the buttons' connection its own user.
+With the locked-down broker (gateway/broker_plan.py) the client id is the user name, so each
+of the gateway's two connections (the feeder link ``fmfb-<gateway_id>-feeder`` and the buttons
+link ``fmfb-<gateway_id>-buttons``) has a user of its own. The config names the folder of
+their credentials files (``broker.credentials_dir``), never a password: each link reads the
+file named for its client id when it connects.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from gateway.broker_plan import MqttButton, gateway_buttons_user, gateway_feeder_user
@@ -55,11 +53,12 @@ class GpioButton:
 @dataclass(frozen=True, slots=True)
 class InstallAnswers:
     gateway_id: str
-    broker_password: str
+    credentials_dir: str = CREDENTIALS_DIR
     broker_port: int = 1883
     gpio_buttons: tuple[GpioButton, ...] = ()
     mqtt_buttons: tuple[MqttButton, ...] = ()
     aws_region: str | None = None
+    home_assistant: bool = False
 
 
 def render_config(answers: InstallAnswers) -> str:
@@ -76,38 +75,39 @@ def render_config(answers: InstallAnswers) -> str:
         "[broker]  # the local Mosquitto, locked down by the installer",
         'host = "127.0.0.1"',
         f"port = {answers.broker_port}",
-        "# The gateway's feeder connection: its user is also its client id on this broker.",
-        f"username = {_s(gateway_feeder_user(gid))}",
-        f"# Also in {CREDENTIALS_DIR}/{gateway_feeder_user(gid)} (readable by fmfb only).",
-        f"password = {_s(answers.broker_password)}",
+        "# Each of the gateway's connections is its own user (= its client id on this",
+        f"# broker): {gateway_feeder_user(gid)} and {gateway_buttons_user(gid)}. Each reads its",
+        "# password from the file of that name in this folder (readable by fmfb only).",
+        f"credentials_dir = {_s(answers.credentials_dir)}",
         "",
         "[buttons]",
         'pin_factory = "auto"',
-        "mqtt = []",
     ]
+    if not answers.mqtt_buttons:
+        lines.append("mqtt = []")
     for button in answers.gpio_buttons:
         pin = button.pin if isinstance(button.pin, int) else _s(button.pin)
         lines += ["", "[[buttons.gpio]]", f"name = {_s(button.name)}", f"pin = {pin}"]
-    if answers.mqtt_buttons:
+    for mqtt_button in answers.mqtt_buttons:
         lines += [
             "",
-            f"# MQTT buttons need the gateway's second broker user ({gateway_buttons_user(gid)},",
-            f"# password in {CREDENTIALS_DIR}/{gateway_buttons_user(gid)}): sharing the user",
-            "# above would make the two connections take each other's session. Enable them",
-            "# once this gateway's config takes a user for its buttons' connection.",
+            "[[buttons.mqtt]]",
+            f"name = {_s(mqtt_button.name)}",
+            f"topic = {_s(mqtt_button.topic)}",
         ]
-        for mqtt_button in answers.mqtt_buttons:
-            lines += [
-                "# [[buttons.mqtt]]",
-                f"# name = {_s(mqtt_button.name)}",
-                f"# topic = {_s(mqtt_button.topic)}",
-            ]
     if answers.aws_region is not None:
         lines += [
             "",
-            "# The cloud sinks: add [cloud.eventbridge] / [cloud.iot_core] as the README says.",
+            "# The cloud sinks: add [sinks.eventbridge] / [sinks.iot_core] as the README says",
+            "# (or render them: terraform -chdir=infra output -json | fmfb config from-terraform).",
             "[cloud.aws]",
             f"region = {_s(answers.aws_region)}",
+        ]
+    if answers.home_assistant:
+        lines += [
+            "",
+            "[home_assistant]  # discovery, state and commands; its broker user was made too",
+            "enabled = true",
         ]
     text = "\n".join(lines) + "\n"
     parse_config(tomllib.loads(text), source="the generated config")
@@ -121,29 +121,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gateway-id", required=True)
     p.add_argument(
-        "--broker-password-file",
-        type=Path,
-        required=True,
-        help="the gateway feeder link's credentials file (gateway.broker_setup writes it)",
+        "--credentials-dir",
+        default=CREDENTIALS_DIR,
+        help="the folder of the gateway links' credentials files, as the gateway will see it",
     )
     p.add_argument("--broker-port", type=int, default=1883)
     p.add_argument("--gpio-button", action="append", default=[], metavar="NAME=PIN")
     p.add_argument("--mqtt-button", action="append", default=[], metavar="NAME=TOPIC")
     p.add_argument("--aws-region")
+    p.add_argument("--home-assistant", action="store_true", help="switch Home Assistant on")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        password = args.broker_password_file.read_text(encoding="utf-8").strip()
         answers = InstallAnswers(
             gateway_id=args.gateway_id,
-            broker_password=password,
+            credentials_dir=args.credentials_dir,
             broker_port=args.broker_port,
             gpio_buttons=tuple(GpioButton.parse(b) for b in args.gpio_button),
             mqtt_buttons=tuple(MqttButton.parse(b) for b in args.mqtt_button),
             aws_region=args.aws_region,
+            home_assistant=args.home_assistant,
         )
         sys.stdout.write(render_config(answers))
     except (GatewayError, OSError) as e:

@@ -54,6 +54,8 @@ class FeedCommand:
     request_id: str | None = None  # a cloud command's own id; else the new event's id
     portion_ms: int | None = None
     expires_at_ms: int | None = None
+    schedule: str | None = None  # a scheduled meal's schedule and instant (gateway/schedule.py)
+    meal_at_ms: int | None = None
 
 
 class Intake:
@@ -100,7 +102,18 @@ class Intake:
             origin=command.origin,
             button=command.button,
             click_type=command.click_type,
+            schedule=command.schedule,
+            meal_at_ms=command.meal_at_ms,
         )
+
+    def reject_nowait(self, command: FeedCommand, reason: RejectReason) -> asyncio.Future[Event]:
+        """Journal a request the input itself refuses (a scheduled meal that was missed,
+        skipped or paused): the same request fields as a feed, with the reason."""
+        now = self.clock.now_ms()
+        event_id = new_event_id()
+        request = self._request(command, event_id, now)
+        rejected = FeedRejected.of(request, reason.value, RefusedBy.GATEWAY)
+        return self._append(rejected, command.origin, now, event_id)
 
     async def request_feed(self, command: FeedCommand) -> Event:
         return await self.request_feed_nowait(command)

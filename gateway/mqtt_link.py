@@ -17,9 +17,12 @@ from typing import TypeVar
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import Backoff
 from gateway.config import BrokerConfig
+from gateway.errors import ConfigError
+from gateway.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +84,30 @@ class LinkClient:
     def __init__(self, client: aiomqtt.Client) -> None:
         self._client = client
 
-    async def subscribe(self, topics: list[tuple[str, int]]) -> None:
-        await honour_cancellation(self._client.subscribe(topics))
+    async def subscribe(
+        self, topics: list[tuple[str, int]], *, retain_as_published: bool = False
+    ) -> None:
+        """``retain_as_published``: keep the retain flag on messages forwarded live too (MQTT 5
+        clears it by default), so a receiver can refuse every retained message, not only the
+        ones the broker replays on subscribing."""
+        request: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]] = topics
+        if retain_as_published:
+            request = [
+                (topic, SubscribeOptions(qos=qos, retainAsPublished=True)) for topic, qos in topics
+            ]
+        await honour_cancellation(self._client.subscribe(request))
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int, properties: Properties | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        properties: Properties | None = None,
+        retain: bool = False,
     ) -> None:
         await honour_cancellation(
-            self._client.publish(topic, payload, qos=qos, properties=properties)
+            self._client.publish(topic, payload, qos=qos, properties=properties, retain=retain)
         )
 
     @property
@@ -98,9 +117,17 @@ class LinkClient:
 
 class MqttLink:
     def __init__(
-        self, broker: BrokerConfig, client_id: str, *, persistent_session: bool = True
+        self,
+        broker: BrokerConfig,
+        client_id: str,
+        *,
+        persistent_session: bool = True,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
+        """``will``: (topic, payload) the broker publishes, retained, if this link drops
+        without saying goodbye (Home Assistant's "gateway online" reads it)."""
         self.broker = broker
+        self.will = will
         self.client_id = client_id
         self.persistent_session = persistent_session
         self.connected = False
@@ -121,11 +148,14 @@ class MqttLink:
                 keyfile=str(tls.key_file) if tls.key_file else None,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
+        # Read at each connect, never kept on the link or logged.
+        username, password = self.broker.credentials(self.client_id)
+        register_secret(password)
         return aiomqtt.Client(
             self.broker.host,
             self.broker.port,
-            username=self.broker.username,
-            password=self.broker.password,
+            username=username,
+            password=password,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             # A persistent session: the broker queues the feeder's QoS 1 reports while the
@@ -135,6 +165,7 @@ class MqttLink:
             keepalive=self.broker.keepalive_s,
             tls_params=tls_params,
             timeout=10,
+            will=None if self.will is None else aiomqtt.Will(*self.will, qos=1, retain=True),
         )
 
     async def run(self, session: Session) -> None:
@@ -159,14 +190,25 @@ class MqttLink:
             # except*: a session that runs its loops in a TaskGroup raises the lost link wrapped
             # in an ExceptionGroup; a plain except would let it end the daemon.
             except* aiomqtt.MqttError as group:
-                e = _first_error(group)
-                if self.connected or self.last_error != str(e):
-                    log.warning("%s: broker link lost: %s", self.client_id, e)
-                self.last_error = str(e)
+                self._note_failure(str(_first_error(group)))
+            # A credentials file that cannot be read is retried like a refused connection:
+            # the installer may write it after the daemon started.
+            except* ConfigError as group:
+                self._note_failure(str(group.exceptions[0]))
             finally:
                 self.connected = False
             raise_if_swallowed(before)  # one that came with the DISCONNECT's answer
             await asyncio.sleep(self._backoff.next_delay())
+
+    def _note_failure(self, error: str) -> None:
+        """Log a drop once, and a failure to connect once per distinct error: "lost" only for a
+        link that was up, and always with where it was going."""
+        where = f"{self.broker.host}:{self.broker.port}"
+        if self.connected:
+            log.warning("%s: broker link to %s lost: %s", self.client_id, where, error)
+        elif self.last_error != error:
+            log.warning("%s: cannot connect to the broker at %s: %s", self.client_id, where, error)
+        self.last_error = error
 
 
 def message_bytes(message: aiomqtt.Message) -> bytes:

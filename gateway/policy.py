@@ -20,9 +20,10 @@ the gap and the cap rather than blocking meals until the clock is fixed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.events import FeedRejected, FeedRequested, RefusedBy, RejectReason
+from gateway.events import Bowl, FeedRejected, FeedRequested, RefusedBy, RejectReason
 from gateway.state import GatewayState
 
 CLOCK_SKEW_MS = 60_000
@@ -65,3 +66,21 @@ def rejection_reason(
         if len(in_period) >= limits.cap_per_bowl:
             return RejectReason.CAP
     return None
+
+
+def next_allowed_ms(bowls: Iterable[Bowl], state: GatewayState, limits: Limits, now_ms: int) -> int:
+    """The earliest wall-clock time at which the gap and the cap both allow a feed of
+    ``bowls`` (``now_ms`` if they allow it now): what a person refused as ``too-soon`` or
+    ``cap`` wants to know. Feeds the clock cannot place (see the module docstring) are left
+    out, as in :func:`rejection_reason`."""
+    earliest = now_ms
+    for bowl in bowls:
+        times = sorted(t for t in state.feeds[bowl] if t <= now_ms + CLOCK_SKEW_MS)
+        if times:
+            earliest = max(earliest, times[-1] + limits.min_gap_ms)
+        in_period = [t for t in times if now_ms - limits.cap_period_ms < t]
+        over = len(in_period) - limits.cap_per_bowl
+        if over >= 0:
+            # The feed that must leave the rolling period for one more to fit.
+            earliest = max(earliest, in_period[over] + limits.cap_period_ms)
+    return earliest

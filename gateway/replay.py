@@ -28,12 +28,12 @@ journal's last seq then), so a replay of a live journal finishes.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from gateway.cloud_event import ReplayMark, cloud_detail, detail_json
+from gateway.errors import UsageError
 from gateway.events import Event
 
 CURSOR_PREFIX: Final = "replay:"
@@ -41,7 +41,7 @@ _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REPLAY_SOURCE_SUFFIX: Final = ".replay"
 
 
-class ReplayUsageError(ValueError):
+class ReplayUsageError(UsageError):
     """A replay asked for in a way that cannot work (the message says why)."""
 
 
@@ -85,41 +85,6 @@ def parse_target(text: str) -> Target:
     raise ReplayUsageError(f"--to {text!r}: use eventbridge, iot-core or jsonl:PATH")
 
 
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which events a replay sends (every bound inclusive except ``until_ms``)."""
-
-    from_seq: int | None = None
-    to_seq: int | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-    types: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.from_seq is not None and self.from_seq < 1:
-            raise ReplayUsageError("--from-seq starts at 1")
-        if self.from_seq is not None and self.to_seq is not None and self.to_seq < self.from_seq:
-            raise ReplayUsageError("--to-seq is before --from-seq")
-
-    def start_after(self, cursor: int | None) -> int:
-        """The seq a run reads after: the cursor, or just before ``from_seq`` if later."""
-        floor = 0 if self.from_seq is None else self.from_seq - 1
-        return max(floor, cursor or 0)
-
-    def end(self, last_seq: int) -> int:
-        """The last seq a run may send, fixed when it starts."""
-        return last_seq if self.to_seq is None else min(self.to_seq, last_seq)
-
-    def selects(self, event: Event) -> bool:
-        return (
-            (self.from_seq is None or event.seq >= self.from_seq)
-            and (self.to_seq is None or event.seq <= self.to_seq)
-            and (self.since_ms is None or event.occurred_at_ms >= self.since_ms)
-            and (self.until_ms is None or event.occurred_at_ms < self.until_ms)
-            and (not self.types or event.type.value in self.types)
-        )
-
-
 def replay_detail(event: Event, gateway_id: str, name: str) -> dict[str, Any]:
     """What every target receives for ``event``: the cloud detail, marked."""
     return cloud_detail(event, gateway_id, mark(name))
@@ -137,8 +102,3 @@ def progress_line(name: str, sent: int, total: int, seq: int, end: int) -> str:
 
 def is_replay_cursor(sink: str) -> bool:
     return sink.startswith(CURSOR_PREFIX)
-
-
-def names_of(sinks: Sequence[str]) -> list[str]:
-    """The replay names among cursor rows."""
-    return [s[len(CURSOR_PREFIX) :] for s in sinks if is_replay_cursor(s)]

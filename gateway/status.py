@@ -25,6 +25,7 @@ class SinkStatus:
     dead_lettered: int = 0
     passed_over: int = 0  # not of the sink's event types
     last_success_ms: int | None = None  # wall clock of the last acknowledged delivery
+    oldest_pending_ms: int | None = None  # recorded time of the first event past the cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class InputStatus:
     connected: bool | None  # None: has no link (GPIO, the control socket)
     last_error: str | None = None
     received: int = 0  # inputs handed to the intake since start
+    detail: str | None = None  # what the input is doing, in words (the schedule: next meal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,21 @@ class JournalStatus:
     last_error: str | None = None
     spilled: int = 0  # held events also in the spill file (durable without the journal)
     alert: str | None = None  # e.g. a journal set aside at start-up
+    size_bytes: int = 0  # the database and its WAL
+    # Commit durations: a count per bucket of gateway.latency.COMMIT_BUCKETS_S (not
+    # cumulative; one more, above every bound, at the end), and their sum in seconds.
+    commit_counts: tuple[int, ...] = ()
+    commit_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class FeederStatus:
     online: bool | None
     food_level: int | None
+    # Accepted feeds per bowl in the policy's rolling cap period (what the cap counts).
+    feeds_in_period: dict[str, int] = field(default_factory=dict)
+    cap_per_bowl: int | None = None
+    cap_period_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +86,10 @@ class GatewayStatus:
 
         def pick(kind: type[Any], raw: dict[str, Any]) -> Any:
             names = {f.name for f in fields(kind)}
-            return kind(**{k: v for k, v in raw.items() if k in names})
+            # JSON has no tuples: a list comes back as the tuple it was.
+            return kind(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+            )
 
         return cls(
             version=str(data["version"]),

@@ -25,6 +25,7 @@ feeder's MicroPython has single-precision floats, so a float timestamp would los
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # ...}, and on its legacy "<device>/action" topic the same word bare; IoT 1-Click style buttons
 # publish SINGLE/DOUBLE/LONG. "release" (end of a hold) and "" / null (z2m clearing the action
 # after publishing it) are known and carry no press.
+_BARE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
 _BUTTON_ACTIONS: Mapping[str, ClickType | None] = MappingProxyType(
     {
         "single": ClickType.SINGLE,
@@ -120,6 +123,11 @@ def decode_button(payload: bytes) -> ClickType | None:
         return _BUTTON_ACTIONS[word]
     if not text:
         raise PayloadError("", "empty payload")
+    if _BARE_WORD.fullmatch(text) and word not in ("null", "true", "false"):
+        # A bare word we do not know (``triple``): say so, rather than "not JSON".
+        raise PayloadError(
+            "action", f"unknown action {_show(text)} (known: SINGLE, DOUBLE, LONG, hold, release)"
+        )
     data = _object(_parse_json(text))
     if "action" not in data:
         if not data:

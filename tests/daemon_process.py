@@ -28,7 +28,7 @@ from waiting import wait_for
 
 from gateway.control import call
 from gateway.errors import ControlError
-from gateway.journal import JournalReader
+from gateway.journal import EventFilter, JournalReader
 
 # The CLI as this interpreter runs it: no dependence on PATH, pyenv shims or a venv's bin/.
 FMFB: list[str] = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
@@ -301,7 +301,7 @@ class DaemonProcess:
 
     def events(self, types: Sequence[str] = ()) -> list[Any]:
         with self.reader() as reader:
-            return list(reader.query(types=types))
+            return list(reader.query(EventFilter(types=tuple(types))))
 
     def __repr__(self) -> str:
         state = f"pid {self.process.pid}" if self.running and self.process else "stopped"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from gateway.daemon import Daemon
 from gateway.events import Event, EventType
+from gateway.journal import EventFilter
 
 
 def journaled(daemon: Daemon, *types: EventType) -> list[Event]:
     """Durable events of ``types``, in seq order."""
     assert daemon.journal is not None
-    return list(daemon.journal.reader.query(types=[t.value for t in types]))
+    return list(daemon.journal.reader.query(EventFilter(types=tuple(t.value for t in types))))

@@ -34,10 +34,12 @@ from waiting import wait_for
 from gateway.broker_plan import (
     BrokerFiles,
     BrokerPlan,
+    HomeAssistantAccess,
     MqttButton,
     TlsListener,
     gateway_buttons_user,
     gateway_feeder_user,
+    gateway_home_users,
 )
 from gateway.broker_setup import write_broker_files
 from gateway.config import parse_config
@@ -46,7 +48,6 @@ from gateway.devstack.feeder_sim import FeederSim
 from gateway.devstack.mosquitto import Mosquitto, free_port
 from gateway.devstack.pki import make_pki
 from gateway.events import EventType
-from gateway.inputs.mqtt_buttons import MqttButtons
 
 TIMEOUT = 10.0
 GATEWAY_ID = "gw"
@@ -60,6 +61,10 @@ ACTION = "cat-feeder/action"
 DISPENSED = "cat-feeder/dispensed"
 STATES = "cat-feeder/states"
 GUESS = "not-the-password"  # what an intruder tries
+HOME_ASSISTANT = "homeassistant"
+HA_PUBLISHER, HA_COMMANDS = gateway_home_users(GATEWAY_ID)
+HA_FEED = f"fmfb/{GATEWAY_ID}/cmd/feed"
+HA_DISCOVERY = f"homeassistant/button/{GATEWAY_ID}/feed_left/config"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mosquitto") is None or shutil.which("mosquitto_pub") is None,
@@ -117,6 +122,7 @@ def lab_plan(port: int, _workdir: Path) -> BrokerPlan:
         gateway_id=GATEWAY_ID,
         buttons=(MqttButton("b1", B1_TOPIC), MqttButton("b2", B2_TOPIC)),
         monitor_user=MONITOR,
+        home_assistant=HomeAssistantAccess(HOME_ASSISTANT),
         listen_address="127.0.0.1",
         port=port,
     )
@@ -288,6 +294,37 @@ def test_a_button_cannot_even_read_the_feeders_traffic(locked: LockedDownMosquit
         assert snoop.messages() == []
 
 
+def test_home_assistant_asks_the_gateway_and_nothing_else(locked: LockedDownMosquitto) -> None:
+    """Only Home Assistant may ask the gateway for a feed on its command topic (which the
+    gateway's policy then judges); it may not run the motors itself, nor write discovery.
+    Only the gateway's publisher writes discovery; a button may write neither."""
+    with Sub(locked, MONITOR, "#") as watcher:
+        pub_as(locked, HOME_ASSISTANT, ACTION, '{"event":"LONG","forged":"ha"}')
+        pub_as(locked, HOME_ASSISTANT, HA_DISCOVERY, '{"name":"forged by ha"}')
+        pub_as(locked, "button-b1", HA_FEED, '{"bowls":["left"],"forged":"b1"}')
+        pub_as(locked, "button-b1", HA_DISCOVERY, '{"name":"forged by b1"}')
+        pub_as(locked, HA_COMMANDS, HA_FEED, '{"bowls":["left"],"forged":"reader"}')
+        # Controls: each topic from the one client allowed to write it.
+        pub_as(locked, HOME_ASSISTANT, HA_FEED, "ha-feed")
+        pub_as(locked, HA_PUBLISHER, HA_DISCOVERY, "discovery")
+        pub_as(locked, GATEWAY, ACTION, "gateway-control")
+        for topic, payload in [
+            (HA_FEED, "ha-feed"),
+            (HA_DISCOVERY, "discovery"),
+            (ACTION, "gateway-control"),
+        ]:
+            watcher.wait_message(topic, payload)
+        seen = watcher.messages()
+    assert not [m for m in seen if "forged" in m[1]], seen
+    assert len(seen) == 3, seen
+
+
+def test_the_gateways_commands_link_hears_home_assistant(locked: LockedDownMosquitto) -> None:
+    with Sub(locked, HA_COMMANDS, f"fmfb/{GATEWAY_ID}/cmd/#") as gateway_side:
+        pub_as(locked, HOME_ASSISTANT, HA_FEED, "feed-left")
+        assert gateway_side.wait_message(HA_FEED, "feed-left")
+
+
 # --- whose session is whose ------------------------------------------------------------------
 
 
@@ -369,11 +406,12 @@ def test_control_on_an_open_broker_the_same_trick_takes_the_session() -> None:
 async def test_gateway_and_feeder_simulator_work_end_to_end(
     locked: LockedDownMosquitto, tmp_path: Path
 ) -> None:
+    # Each of the daemon's links reads its own user's password from the folder the installer
+    # writes (user = client id), so the feeder link and the buttons link never share a session.
     broker = {
         "host": locked.host,
         "port": locked.port,
-        "username": GATEWAY,
-        "password": locked.password(GATEWAY),
+        "credentials_dir": str(locked.files.credentials_dir),
         "reconnect_min_s": 0.05,
         "reconnect_max_s": 0.3,
     }
@@ -384,15 +422,13 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
             "broker": broker,
             "feeding": {"portion_ms": 1000, "ack_timeout_s": 600},
             "policy": {"min_gap_s": 0},
-            # The daemon's own buttons link would share the feeder link's user (the config has
-            # one broker user today), so the test runs that input itself with its own user.
-            "buttons": {"pin_factory": "mock", "gpio": [], "mqtt": []},
+            "buttons": {
+                "pin_factory": "mock",
+                "gpio": [],
+                "mqtt": [{"name": "b1", "topic": B1_TOPIC}],
+            },
         }
     )
-    buttons_broker = config.broker.model_copy(
-        update={"username": GATEWAY_BUTTONS, "password": locked.password(GATEWAY_BUTTONS)}
-    )
-    button_config = parse_config({"buttons": {"mqtt": [{"name": "b1", "topic": B1_TOPIC}]}})
     sim = FeederSim(
         locked.host,
         locked.port,
@@ -404,39 +440,29 @@ async def test_gateway_and_feeder_simulator_work_end_to_end(
     await asyncio.to_thread(sim.start)
     try:
         async with running(config) as daemon:
-            assert daemon.intake is not None
-            buttons = MqttButtons(
-                list(button_config.buttons.mqtt),
-                buttons_broker,
-                GATEWAY_BUTTONS,
-                daemon.intake,
-                daemon.counters,
+            await until(
+                lambda: (link := daemon.status().input("mqtt-buttons")) and link.connected,
+                TIMEOUT,
+                "the buttons link",
             )
-            task = asyncio.create_task(buttons.run())
-            try:
-                await until(lambda: buttons.link.connected, TIMEOUT, "the buttons link")
-                await until(
-                    lambda: (feeder := daemon.status().sink("feeder")) and feeder.connected,
-                    TIMEOUT,
-                    "the feeder link",
-                )
-                # The feeder's availability (its retained "online") reached the gateway.
-                await until(
-                    lambda: journaled(daemon, EventType.FEEDER_ONLINE), TIMEOUT, "FeederOnline"
-                )
-                # A press from the button device, with the button's own credentials.
-                await asyncio.to_thread(
-                    pub_as, locked, "button-b1", B1_TOPIC, json.dumps({"action": "single"})
-                )
-                dispensed = await until(
-                    lambda: journaled(daemon, EventType.FEED_DISPENSED), TIMEOUT, "the dispense"
-                )
-                assert buttons.received == 1
-                assert [run.bowls for run in sim.runs] == [("left",)]
-                assert dispensed[0].payload.to_dict()["bowls"] == ["left"]
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await until(
+                lambda: (feeder := daemon.status().sink("feeder")) and feeder.connected,
+                TIMEOUT,
+                "the feeder link",
+            )
+            # The feeder's availability (its retained "online") reached the gateway.
+            await until(lambda: journaled(daemon, EventType.FEEDER_ONLINE), TIMEOUT, "FeederOnline")
+            # A press from the button device, with the button's own credentials.
+            await asyncio.to_thread(
+                pub_as, locked, "button-b1", B1_TOPIC, json.dumps({"action": "single"})
+            )
+            dispensed = await until(
+                lambda: journaled(daemon, EventType.FEED_DISPENSED), TIMEOUT, "the dispense"
+            )
+            buttons = daemon.status().input("mqtt-buttons")
+            assert buttons is not None and buttons.received == 1
+            assert [run.bowls for run in sim.runs] == [("left",)]
+            assert dispensed[0].payload.to_dict()["bowls"] == ["left"]
     finally:
         await asyncio.to_thread(sim.stop)
     # Neither link was ever kicked: each has its own user, so its own client id.

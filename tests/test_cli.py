@@ -180,6 +180,20 @@ def test_feed_with_no_daemon_running_exits_3(tmp_path: Path) -> None:
     assert status.returncode == 3
 
 
+def test_a_gateway_running_with_another_config_is_named(
+    broker_session: Mosquitto, tmp_path: Path
+) -> None:
+    other = write_config(tmp_path / "c.toml", toml_text({"state_dir": str(tmp_path / "state")}))
+    with DaemonProcess(broker_session.port, workdir=tmp_path / "gw") as daemon:
+        daemon.start()
+        done = run_fmfb("status", "--config", other)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert f"(the socket named by {other})" in done.stderr
+        assert f"a gateway runs with --config {daemon.config_path} (pid {daemon.pid})" in (
+            done.stderr
+        )
+
+
 def test_refused_feed_exits_1_with_its_reason(broker_session: Mosquitto, tmp_path: Path) -> None:
     with DaemonProcess(
         broker_session.port,
@@ -193,6 +207,9 @@ def test_refused_feed_exits_1_with_its_reason(broker_session: Mosquitto, tmp_pat
         again = daemon.cli("feed", "left")
         assert again.returncode == 1, again.stdout + again.stderr
         assert "refused: feed left: too-soon" in again.stdout
+        # LOW_LIMITS: 3600 s apart, so the next is allowed in just under an hour.
+        assert "next feed of left allowed at " in again.stdout
+        assert "(in 59m" in again.stdout, again.stdout
         assert [e.type.value for e in daemon.events(["FeedRequested", "FeedRejected"])] == [
             "FeedRequested",
             "FeedRejected",

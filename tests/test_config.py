@@ -476,3 +476,26 @@ def test_a_section_in_both_places_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"cloud": {"eventbridge": {}}, "sinks": {"eventbridge": {}}})
     assert "keep only [sinks.eventbridge]" in str(info.value)
+
+
+# --- broker credentials per link ---------------------------------------------------------------
+
+
+def test_credentials_dir_gives_each_link_its_own_user(tmp_path: Path) -> None:
+    (tmp_path / "fmfb-gw-feeder").write_text("feeder-pw\n", encoding="utf-8")
+    cfg = parse_config({"broker": {"credentials_dir": str(tmp_path)}})
+    assert cfg.broker.credentials("fmfb-gw-feeder") == ("fmfb-gw-feeder", "feeder-pw")
+    # Read at each call: a password changed on disk is used at the next connect.
+    (tmp_path / "fmfb-gw-feeder").write_text("new-pw", encoding="utf-8")
+    assert cfg.broker.credentials("fmfb-gw-feeder") == ("fmfb-gw-feeder", "new-pw")
+    with pytest.raises(ConfigError, match=r"cannot read .*fmfb-gw-buttons"):
+        cfg.broker.credentials("fmfb-gw-buttons")
+
+
+def test_username_and_password_serve_every_link_and_never_print() -> None:
+    cfg = parse_config({"broker": {"username": "gw", "password": "s3cret-pw"}})
+    assert cfg.broker.credentials("any") == ("gw", "s3cret-pw")
+    assert "s3cret-pw" not in repr(cfg) + cfg.model_dump_json()
+    assert "credentials_dir or username/password" in error_of(
+        {"broker": {"credentials_dir": "/x", "password": "p"}}
+    )

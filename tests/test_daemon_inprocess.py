@@ -189,12 +189,19 @@ async def test_mqtt_button_presses_and_garbage(tmp_path, broker, caplog):
         tmp_path, broker, buttons={"mqtt": [{"name": "hall", "topic": BUTTON_TOPIC}]}
     )
     with Publisher.on(broker) as pub, Subscriber.on(broker, ACTION) as sub:
-        # A retained bad message reaches the button input as soon as it subscribes: once it is
-        # counted, the subscription is live and nothing published from now on can be missed.
-        pub.publish(BUTTON_TOPIC, b"not json", retain=True)
+        # A retained press reaches the button input as soon as it subscribes, and is refused
+        # (a planted retained press would feed at every restart); once it is counted, the
+        # subscription is live and nothing published from now on can be missed.
+        pub.publish(BUTTON_TOPIC, {"action": "single"}, retain=True)
         async with running(config) as daemon:
             counts = daemon.counters.counts
-            await until(lambda: counts["button:hall:-"] == 1, what="the retained garbage")
+            await until(lambda: counts["button:hall:retain"] == 1, what="the retained press")
+            # Published retained while the gateway listens: refused too (retain-as-published).
+            pub.publish(BUTTON_TOPIC, {"action": "single"}, retain=True)
+            await until(lambda: counts["button:hall:retain"] == 2, what="the live retained one")
+            pub.publish(BUTTON_TOPIC, b"", retain=True)  # clears it: an empty payload is no press
+            assert daemon.journal is not None
+            assert not requests_of(daemon)
 
             pub.publish(BUTTON_TOPIC, {"action": "single"})
             pub.publish(BUTTON_TOPIC, b"DOUBLE")
@@ -208,7 +215,7 @@ async def test_mqtt_button_presses_and_garbage(tmp_path, broker, caplog):
             garbage = [
                 b"\xff\xfe",  # not UTF-8
                 b"[1, 2]",  # not an object
-                b"TRIPLE",  # not a word we know, not JSON
+                b"TRIPLE",  # not a word we know
                 b'{"action": 5}',
                 b"{}",
                 b'{"action": "triple"}',  # an unknown action
@@ -235,12 +242,15 @@ async def test_mqtt_button_presses_and_garbage(tmp_path, broker, caplog):
     assert later[3].json()["event"] == "SINGLE"
     assert [m.json()["id"] for m in later] == [e.payload.request_id for e in requests]  # type: ignore[union-attr]
     assert {e.payload.button for e in requests} == {"hall"}  # type: ignore[union-attr]
-    assert counts["button:hall:-"] == 1 + 3
-    assert counts["button:hall:action"] == 3
-    assert daemon.counters.total_bad == 1 + len(garbage)
+    assert counts["button:hall:retain"] == 2
+    assert counts["button:hall:payload"] == 2
+    assert counts["button:hall:action"] == 4
+    assert daemon.counters.total_bad == 2 + len(garbage)
     warned = [r.getMessage() for r in caplog.records if r.name == "gateway.input"]
     assert any("button:hall" in w and "unknown action" in w for w in warned), warned
     assert any("button:hall" in w and "not UTF-8" in w for w in warned), warned
+    assert any("unknown action 'TRIPLE'" in w for w in warned), warned
+    assert any("retained message is not a press" in w for w in warned), warned
     assert "bad inputs" in daemon.status_line()
 
 

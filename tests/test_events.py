@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from gateway.errors import PayloadError
 from gateway.events import (
     PAYLOAD_TYPES,
+    AlertCleared,
+    AlertKind,
+    AlertRaised,
     Bowl,
     ClickType,
     EventDeadLettered,
@@ -26,10 +29,12 @@ from gateway.events import (
     FoodLevelChanged,
     GatewayStarted,
     GatewayStopped,
+    MealSkipped,
     Origin,
     Payload,
     RefusedBy,
     RejectReason,
+    SchedulePaused,
     canonical_json,
     non_negative_int,
     optional,
@@ -51,6 +56,8 @@ request_fields: dict[str, Any] = {
     "origin": st.sampled_from(Origin),
     "button": st.none() | text,
     "click_type": st.none() | st.sampled_from(ClickType),
+    "schedule": st.none() | text,
+    "meal_at_ms": st.none() | non_negative,
 }
 
 payloads: st.SearchStrategy[Payload] = st.one_of(
@@ -72,6 +79,10 @@ payloads: st.SearchStrategy[Payload] = st.one_of(
     st.just(FeederOffline()),
     st.builds(GatewayStarted, version=text, clock_synced=st.booleans(), gateway_id=text),
     st.builds(GatewayStopped, version=text, clock_synced=st.booleans(), reason=text),
+    st.builds(MealSkipped, schedule=text, meal_at_ms=non_negative),
+    st.builds(SchedulePaused, until_ms=non_negative),
+    st.builds(AlertRaised, kind=st.sampled_from(AlertKind), subject=text, message=text),
+    st.builds(AlertCleared, kind=st.sampled_from(AlertKind), subject=text),
 )
 
 
@@ -121,7 +132,39 @@ EXAMPLES: list[Payload] = [
     EventDeadLettered(
         sink="eventbridge", dead_seq=12, dead_event_id="e12", error="entry too large"
     ),
+    MealSkipped(schedule="breakfast", meal_at_ms=1_800_000_000_000),
+    SchedulePaused(until_ms=1_800_086_400_000),
+    AlertRaised(kind=AlertKind.FOOD_LOW, message="food at 10% (below 20%)"),
+    AlertCleared(kind=AlertKind.SINK_BACKLOG, subject="eventbridge"),
 ]
+
+
+def test_a_request_without_a_meal_stores_the_same_text_as_before() -> None:
+    # Old journals' rows must hash the same: the meal fields are stored only when set.
+    request = EXAMPLES[0]
+    assert isinstance(request, FeedRequested)
+    assert "schedule" not in request.to_dict()
+    assert "meal_at_ms" not in request.to_dict()
+
+
+def test_a_scheduled_rejection_keeps_its_meal() -> None:
+    request = FeedRequested(
+        request_id="meal:breakfast:2026-03-29",
+        bowls=(Bowl.LEFT,),
+        portion_ms=1,
+        expires_at_ms=2,
+        origin=Origin.SCHEDULE,
+        schedule="breakfast",
+        meal_at_ms=1_000,
+    )
+    rejected = FeedRejected.of(request, RejectReason.MISSED.value, RefusedBy.GATEWAY)
+    assert round_trip(rejected) == rejected
+    assert rejected.to_dict()["meal_at_ms"] == 1_000
+
+
+def test_an_unknown_alert_kind_is_refused() -> None:
+    with pytest.raises(PayloadError, match="kind"):
+        payload_from_dict("AlertRaised", {"kind": "cat-is-hungry"})
 
 
 def test_examples_cover_every_event_type() -> None:
@@ -350,6 +393,10 @@ DETAIL_TYPES = {
     EventType.GATEWAY_STARTED: "Gateway Started",
     EventType.GATEWAY_STOPPED: "Gateway Stopped",
     EventType.EVENT_DEAD_LETTERED: "Event Dead Lettered",
+    EventType.MEAL_SKIPPED: "Meal Skipped",
+    EventType.SCHEDULE_PAUSED: "Schedule Paused",
+    EventType.ALERT_RAISED: "Alert Raised",
+    EventType.ALERT_CLEARED: "Alert Cleared",
 }
 
 

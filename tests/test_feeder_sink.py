@@ -220,13 +220,13 @@ async def test_malformed_reports_are_counted_not_journaled(tmp_path, broker):
             [dispensed] = await until(lambda: journaled(daemon, EventType.FEED_DISPENSED))
 
     counts = daemon.counters.counts
-    assert counts[f"mqtt:{DISPENSED}:-"] == 1
+    assert counts[f"mqtt:{DISPENSED}:payload"] == 1
     assert counts[f"mqtt:{DISPENSED}:status"] == 2
     assert counts[f"mqtt:{DISPENSED}:id"] == 1
     assert counts[f"mqtt:{DISPENSED}:ran_ms"] == 1
     assert counts[f"mqtt:{STATES}:food_capacity"] == 2
-    assert counts[f"mqtt:{STATES}:-"] == 1
-    assert counts[f"mqtt:{AVAILABILITY}:-"] == 1
+    assert counts[f"mqtt:{STATES}:payload"] == 1
+    assert counts[f"mqtt:{AVAILABILITY}:payload"] == 1
     assert statuses is RequestStatus.REQUESTED
     assert dispensed.seq == seq_before + 1
     # No bowls in the report: the request's own; ran_ms as reported.

@@ -34,6 +34,7 @@ from waiting import wait_for
 from gateway import cli
 from gateway.commands import journal as journal_commands
 from gateway.devstack.mosquitto import Mosquitto
+from gateway.journal import EventFilter
 
 ACCEPTED = re.compile(r"^accepted: feed (\S+) \(seq (\d+), request ([0-9a-f-]{36})\)", re.M)
 POLICY = {"cap_per_bowl": 2, "cap_period_s": 86_400, "min_gap_s": 0}
@@ -331,7 +332,7 @@ def test_export_jsonl_round_trips_and_csv_parses(scene: Scene, tmp_path: Path) -
     d = scene.daemon
     upto = str(scene.last_seq)
     with d.reader() as reader:
-        expected = [e.to_dict() for e in reader.query(to_seq=scene.last_seq)]
+        expected = [e.to_dict() for e in reader.query(EventFilter(to_seq=scene.last_seq))]
 
     out = tmp_path / "all.jsonl"
     done = d.cli("journal", "export", "--format", "jsonl", "--out", out, "--to-seq", upto)

@@ -189,13 +189,13 @@ def test_the_config_is_valid_and_points_at_the_locked_down_broker(
     config = parse_config(tomllib.loads(text))
     assert config.gateway_id == GW
     assert str(config.state_dir) == "/var/lib/fmfb"
-    assert config.broker.username == f"fmfb-{GW}-feeder"
-    password = (root / f"etc/fmfb/mqtt/fmfb-{GW}-feeder").read_text(encoding="utf-8").strip()
-    assert config.broker.password == password
+    # No password in the config: each link reads the file named for its client id.
+    assert config.broker.username is None and config.broker.password is None
+    assert config.broker.credentials_dir == Path("/etc/fmfb/mqtt")
+    for link in ("feeder", "buttons"):
+        assert (root / f"etc/fmfb/mqtt/fmfb-{GW}-{link}").is_file()
     assert [(b.name, b.pin) for b in config.buttons.gpio] == [("kitchen", 17)]
-    # Until the config can give the buttons' connection its own user (see install_config).
-    assert config.buttons.mqtt == []
-    assert '# topic = "fmfb/button/desk"' in text
+    assert [(b.name, b.topic) for b in config.buttons.mqtt] == [("desk", "fmfb/button/desk")]
     unit = (root / "etc/systemd/system/fmfb.service").read_text(encoding="utf-8")
     assert unit == (REPO / "systemd" / "fmfb.service").read_text(encoding="utf-8")
 
@@ -218,7 +218,7 @@ def test_the_broker_files_and_the_feeders_config(installed: tuple[Path, str]) ->
     assert f'"password": "{password}"' in out
     assert "Next:" in out
     assert "fmfb status" in out
-    # No plaintext password in any file but the owner-only ones and the gateway's config.
+    # No plaintext password in any file but the owner-only ones (the config names their folder).
     secrets = {
         p.name: p.read_text(encoding="utf-8").strip()
         for p in (root / "etc/fmfb/mqtt").iterdir()
@@ -228,8 +228,7 @@ def test_the_broker_files_and_the_feeders_config(installed: tuple[Path, str]) ->
         if path.is_file() and path.parent.name != "mqtt":
             text = path.read_text(encoding="utf-8", errors="replace")
             leaked = [u for u, pw in secrets.items() if pw in text]
-            allowed = [f"fmfb-{GW}-feeder"] if path.name == "config.toml" else []
-            assert leaked == allowed, path
+            assert leaked == [], path
 
 
 def test_a_rerun_upgrades_and_keeps_passwords_config_and_answers(

@@ -57,7 +57,7 @@ from gateway.events import (
     RefusedBy,
 )
 from gateway.intake import FeedCommand, Intake
-from gateway.journal import Journal, JournalReader
+from gateway.journal import EventFilter, Journal, JournalReader
 from gateway.policy import Limits
 from gateway.rate import Pacer
 from gateway.sinks.base import SinkContext
@@ -761,7 +761,7 @@ async def test_a_command_is_acknowledged_only_once_journaled(tmp_path, pki, tls_
 def requests_in(journal: Journal) -> list[FeedRequested]:
     return [
         e.payload
-        for e in journal.reader.query(types=[EventType.FEED_REQUESTED.value])
+        for e in journal.reader.query(EventFilter(types=(EventType.FEED_REQUESTED.value,)))
         if isinstance(e.payload, FeedRequested)
     ]
 

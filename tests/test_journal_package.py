@@ -21,7 +21,7 @@ from gateway.backoff import Backoff
 from gateway.clock import FixedClock
 from gateway.errors import JournalCorruptError
 from gateway.events import FoodLevelChanged, Origin, canonical_json
-from gateway.journal import Journal, JournalReader, OwnCursor, open_new_event
+from gateway.journal import EventFilter, Journal, JournalReader, OwnCursor, open_new_event
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "gateway" / "journal"
@@ -70,10 +70,11 @@ ALLOWED_IMPORTS = {
     "schema": set(),
     "rows": {"chain"},
     "ids": set(),
+    "filter": set(),
     "files": {"chain", "schema"},
     "cursors": {"files"},
     "verify": {"chain", "rows"},
-    "reader": {"chain", "cursors", "files", "rows", "schema", "verify"},
+    "reader": {"chain", "cursors", "files", "filter", "rows", "schema", "verify"},
     "sidecar": set(),
     "opening": {"chain", "files", "rows", "schema", "sidecar"},
     "writer": {"chain", "cursors", "rows", "sidecar"},
@@ -211,8 +212,8 @@ async def test_a_replays_own_cursor_and_count(tmp_path):
         assert reader.cursor("replay:r") == 7
         assert reader.cursors()[0].updated_at_ms == clock.now_ms()
         since = 1_800_000_000_003
-        assert reader.count(from_seq=3, since_ms=since) == len(
-            list(reader.query(from_seq=3, since_ms=since))
+        assert reader.count(EventFilter(from_seq=3, since_ms=since)) == len(
+            list(reader.query(EventFilter(from_seq=3, since_ms=since)))
         )
         assert reader.count() == 10
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.clock import FixedClock
 from gateway.events import Bowl, ClickType, FeedRejected, FeedRequested, Origin, RefusedBy
-from gateway.policy import CLOCK_SKEW_MS, Limits, decide, rejection_reason
+from gateway.policy import CLOCK_SKEW_MS, Limits, decide, next_allowed_ms, rejection_reason
 from gateway.state import GatewayState
 
 LEFT = (Bowl.LEFT,)
@@ -343,3 +343,39 @@ def test_limits_hold_for_any_sequence_of_requests(
         for t in times:
             in_window = [u for u in times if t - period < u <= t]
             assert len(in_window) <= cap
+
+
+# --- when the next feed is allowed -----------------------------------------------------------
+
+
+def test_next_allowed_after_too_soon_is_the_end_of_the_gap(
+    state: GatewayState, clock: FixedClock
+) -> None:
+    now = clock.now_ms()
+    fed(state, LEFT, now - 3 * MINUTE)
+    allowed = next_allowed_ms(LEFT, state, LIMITS, now)
+    assert allowed == now + 7 * MINUTE
+    assert reason(state, request(LEFT, now_ms=allowed - 1), allowed - 1) == "too-soon"
+    assert reason(state, request(LEFT, now_ms=allowed), allowed) is None
+
+
+def test_next_allowed_after_cap_is_when_the_oldest_leaves_the_period(
+    state: GatewayState, clock: FixedClock
+) -> None:
+    now = clock.now_ms()
+    fed(state, LEFT, now - 20 * HOUR, now - 10 * HOUR, now - HOUR)
+    allowed = next_allowed_ms(LEFT, state, LIMITS, now)
+    assert allowed == now + 4 * HOUR
+    assert reason(state, request(LEFT, now_ms=allowed - 1), allowed - 1) == "cap"
+    assert reason(state, request(LEFT, now_ms=allowed), allowed) is None
+
+
+def test_next_allowed_for_both_bowls_waits_for_the_later_one(
+    state: GatewayState, clock: FixedClock
+) -> None:
+    now = clock.now_ms()
+    fed(state, LEFT, now - 9 * MINUTE)
+    fed(state, RIGHT, now - 2 * MINUTE)
+    assert next_allowed_ms(BOTH, state, LIMITS, now) == now + 8 * MINUTE
+    assert next_allowed_ms(RIGHT, state, LIMITS, now + 8 * MINUTE) == now + 8 * MINUTE
+    assert next_allowed_ms((), state, LIMITS, now) == now

@@ -21,11 +21,11 @@ from waiting import wait_for
 from gateway.devstack.aws import Feeds, MotoServer, first_arrivals
 from gateway.devstack.mosquitto import Mosquitto
 from gateway.devstack.pki import make_pki
+from gateway.errors import FilterError
 from gateway.events import Bowl, Event, FeedRequested, Origin
-from gateway.journal import JournalReader
+from gateway.journal import EventFilter, JournalReader
 from gateway.replay import (
     ReplayUsageError,
-    Selection,
     cursor_name,
     jsonl_line,
     parse_target,
@@ -50,14 +50,19 @@ def test_names_targets_and_ranges() -> None:
     assert str(parse_target("eventbridge")) == "eventbridge"
     with pytest.raises(ReplayUsageError):
         parse_target("feeder")  # there is no such target: a replay never feeds
-    s = Selection(from_seq=10, to_seq=20)
+    s = EventFilter(from_seq=10, to_seq=20)
     assert s.start_after(None) == 9
     assert s.start_after(15) == 15  # a cursor past from_seq resumes after it
     assert s.end(100) == 20
     assert s.end(12) == 12
-    assert Selection().end(7) == 7
-    with pytest.raises(ReplayUsageError):
-        Selection(from_seq=5, to_seq=4)
+    assert EventFilter().end(7) == 7
+    with pytest.raises(FilterError):
+        EventFilter(from_seq=5, to_seq=4).checked()
+    with pytest.raises(FilterError):
+        EventFilter(from_seq=0).checked()
+    narrowed = EventFilter(types=("FeedRequested",), from_seq=10, to_seq=20).between(14, 30)
+    assert (narrowed.from_seq, narrowed.to_seq, narrowed.types) == (15, 20, ("FeedRequested",))
+    assert EventFilter().between(5, 5).to_seq == 5  # empty: (5, 5] selects nothing
 
 
 def test_a_jsonl_line_is_the_cloud_detail_marked() -> None:
@@ -92,7 +97,7 @@ def test_jsonl_replay_by_range_and_type_resumes(tmp_path: Path) -> None:
     assert "replay r:" in first.stderr  # progress
     with JournalReader.open(journal) as reader:
         assert reader.cursor("replay:r") == 600
-        expected = [e.seq for e in reader.query(types=["FeedRequested"])]
+        expected = [e.seq for e in reader.query(EventFilter(types=("FeedRequested",)))]
     again = run_fmfb(*base, "--type", "FeedRequested")
     assert again.returncode == 0, again.stderr
     assert "resuming after seq 600" in again.stderr

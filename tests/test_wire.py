@@ -95,7 +95,7 @@ def test_z2m_messages_without_a_press_are_ignored(payload: bytes) -> None:
         (b'{"action": true}', "action"),
         (b'{"action": ["single"]}', "action"),
         (b"{}", "action"),
-        (b"TRIPLE", ""),
+        (b"TRIPLE", "action"),  # a bare word we do not know: an unknown action, not "not JSON"
         (b"", ""),
         (b"   ", ""),
         (b'"single"', ""),  # a JSON string is not an object

@@ -71,14 +71,47 @@ def open_reader(journal_path: Path | None, config_path: Path | None) -> JournalR
 def call_gateway(config_path: Path | None, request: dict[str, Any]) -> dict[str, Any]:
     """Ask the running gateway over its control socket; fail with exit 3 if none answers."""
     from gateway.control import call  # noqa: PLC0415
+    from gateway.paths import chosen_config  # noqa: PLC0415
 
+    socket_path = state_paths(config_path).control_path
     try:
-        answer = call(state_paths(config_path).control_path, request)
+        answer = call(socket_path, request)
     except ControlError as e:
-        fail(str(e), EXIT_UNREACHABLE)
+        source = chosen_config(config_path) or "the embedded defaults"
+        hint = "".join(
+            f"\n  a gateway runs with --config {cfg} (pid {pid}): pass the same --config"
+            " (or set FMFB_CONFIG)"
+            for pid, cfg in running_gateways()
+            if cfg is not None and Path(cfg).resolve() != Path(str(source)).resolve()
+        )
+        fail(f"{e} (the socket named by {source}){hint}", EXIT_UNREACHABLE)
     if not answer.get("ok"):
         fail(str(answer.get("error", "the gateway refused the request")))
     return answer
+
+
+def running_gateways(proc: Path = Path("/proc")) -> list[tuple[int, str | None]]:
+    """(pid, its --config or None) of each ``fmfb run`` on this machine, read from /proc: when
+    the CLI finds no gateway at the socket its config names, one may be running with another
+    config (another state directory), and saying which beats "no gateway is running"."""
+    found: list[tuple[int, str | None]] = []
+    for entry in proc.glob("[0-9]*/cmdline"):
+        try:
+            argv = entry.read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        args = [a.decode("utf-8", "replace") for a in argv if a]
+        is_fmfb = any(a.endswith("fmfb") or "gateway.cli" in a for a in args)
+        if not is_fmfb or "run" not in args:
+            continue
+        config = None
+        for i, arg in enumerate(args):
+            if arg == "--config" and i + 1 < len(args):
+                config = args[i + 1]
+            elif arg.startswith("--config="):
+                config = arg.partition("=")[2]
+        found.append((int(entry.parent.name), config))
+    return sorted(found)
 
 
 # --- times ----------------------------------------------------------------------------------
@@ -130,7 +163,8 @@ def summary(event: Event) -> str:
     bits = []
     if "bowls" in p:
         bits.append("+".join(p["bowls"]))
-    for key in ("click_type", "button", "reason", "refused_by", "ran_ms", "level", "version"):
+    keys = ("click_type", "button", "schedule", "reason", "refused_by", "ran_ms", "level")
+    for key in (*keys, "version", "kind", "subject", "message", "until_ms", "meal_at_ms"):
         if p.get(key) not in (None, ""):
             bits.append(f"{key}={p[key]}")
     return " ".join(bits)

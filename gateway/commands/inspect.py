@@ -7,14 +7,12 @@ statements) or on a copied file (``--journal FILE``). They share one set of filt
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -24,8 +22,9 @@ import click
 
 from gateway.commands.common import EXIT_REJECTED, fail, iso, open_reader, summary, when
 from gateway.commands.options import config_option, journal_option
+from gateway.errors import FilterError
 from gateway.events import Event, EventType, Origin
-from gateway.journal import JournalReader
+from gateway.journal import EventFilter, JournalReader
 from gateway.journal.chain import row_hash
 
 CSV_COLUMNS = (
@@ -47,48 +46,6 @@ _TIME_NOTE = (
 
 
 # --- filters shared by list, tail, stats, export and chart ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    types: tuple[str, ...] = ()
-    origins: tuple[str, ...] = ()
-    from_seq: int | None = None
-    to_seq: int | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-    def matches(self, e: Event) -> bool:
-        return (
-            (not self.types or e.type.value in self.types)
-            and (not self.origins or e.origin.value in self.origins)
-            and (self.from_seq is None or e.seq >= self.from_seq)
-            and (self.to_seq is None or e.seq <= self.to_seq)
-            and (self.since_ms is None or e.occurred_at_ms >= self.since_ms)
-            and (self.until_ms is None or e.occurred_at_ms < self.until_ms)
-        )
-
-    def events(
-        self, reader: JournalReader, *, newest_first: bool = False, limit: int | None = None
-    ) -> Iterator[Event]:
-        """Matching events in seq order (or newest first), at most ``limit``."""
-        rows = reader.query(
-            types=self.types,
-            since_ms=self.since_ms,
-            until_ms=self.until_ms,
-            from_seq=self.from_seq,
-            to_seq=self.to_seq,
-            newest_first=newest_first,
-            limit=None if self.origins else limit,  # origin is filtered here, not in SQL
-        )
-        n = 0
-        for e in rows:
-            if self.origins and e.origin.value not in self.origins:
-                continue
-            yield e
-            n += 1
-            if limit is not None and n >= limit:
-                return
 
 
 _FILTER_OPTIONS = (
@@ -132,7 +89,10 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
         until: int | None,
         **kwargs: Any,
     ) -> Any:
-        filters = Filters(types, origins, from_seq, to_seq, since, until)
+        try:
+            filters = EventFilter(types, origins, from_seq, to_seq, since, until).checked()
+        except FilterError as e:
+            raise click.UsageError(str(e)) from None
         return f(*args, filters=filters, **kwargs)
 
     for option in reversed(_FILTER_OPTIONS):
@@ -182,7 +142,7 @@ def now_ms() -> int:
 @journal_option
 @config_option
 def journal_list(
-    filters: Filters,
+    filters: EventFilter,
     limit: int,
     as_json: bool,
     journal_path: Path | None,
@@ -193,7 +153,7 @@ def journal_list(
     Columns: seq, recorded time (UTC), type, origin, summary. The order is seq.
     """
     with open_reader(journal_path, config_path) as reader:
-        events = list(filters.events(reader, newest_first=True, limit=limit))
+        events = list(reader.query(filters, newest_first=True, limit=limit))
     events.reverse()
     if not events and not as_json:
         click.echo("no events match", err=True)
@@ -295,7 +255,7 @@ def journal_tail(
     lines: int,
     follow: bool,
     interval: float,
-    filters: Filters,
+    filters: EventFilter,
     as_json: bool,
     journal_path: Path | None,
     config_path: Path | None,
@@ -309,9 +269,8 @@ def journal_tail(
     try:
         with open_reader(journal_path, config_path) as reader:
             after = reader.last_seq()
-            upto = after if filters.to_seq is None else min(after, filters.to_seq)
-            head = dataclasses.replace(filters, to_seq=upto)
-            recent = list(head.events(reader, newest_first=True, limit=lines)) if lines else []
+            head = filters.between(0, after)
+            recent = list(reader.query(head, newest_first=True, limit=lines)) if lines else []
             for e in reversed(recent):
                 _emit(e, as_json)
             while follow and (filters.to_seq is None or after < filters.to_seq):

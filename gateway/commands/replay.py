@@ -20,14 +20,14 @@ from gateway.clock import SystemClock
 from gateway.commands.common import fail, load_config, open_reader, when
 from gateway.commands.options import config_option, journal_option
 from gateway.config import Config
+from gateway.errors import UsageError
 from gateway.eventbridge_entries import (
     MAX_ENTRIES,
 )
 from gateway.events import Event, EventType
-from gateway.journal import JournalReader, OwnCursor
+from gateway.journal import EventFilter, JournalReader, OwnCursor
 from gateway.replay import (
     ReplayUsageError,
-    Selection,
     Target,
     cursor_name,
     parse_target,
@@ -46,36 +46,17 @@ EXIT_FAILED: Final = 1
 
 
 def chunks(
-    reader: JournalReader, selection: Selection, after: int, end: int
+    reader: JournalReader, selection: EventFilter, after: int, end: int
 ) -> Iterator[list[Event]]:
     """The selected events in (after, end], in seq order, CHUNK at a time (each chunk its own
     short read)."""
     position = after
     while position < end:
-        events = list(
-            reader.query(
-                types=selection.types,
-                since_ms=selection.since_ms,
-                until_ms=selection.until_ms,
-                from_seq=position + 1,
-                to_seq=end,
-                limit=CHUNK,
-            )
-        )
+        events = list(reader.query(selection.between(position, end), limit=CHUNK))
         if not events:
             return
         yield events
         position = events[-1].seq
-
-
-def count_selected(reader: JournalReader, selection: Selection, after: int, end: int) -> int:
-    return reader.count(
-        types=selection.types,
-        since_ms=selection.since_ms,
-        until_ms=selection.until_ms,
-        from_seq=after + 1,
-        to_seq=end,
-    )
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -157,8 +138,8 @@ def replay(  # noqa: PLR0917 - one parameter per option
     try:
         target = parse_target(target_text)
         cursor_name(name)
-        selection = Selection(from_seq, to_seq, since, until, types)
-    except ReplayUsageError as e:
+        selection = EventFilter(types, (), from_seq, to_seq, since, until).checked()
+    except UsageError as e:  # a bad target, name or range
         fail(str(e))
     config = load_config(config_path)
     with open_reader(journal_path, config_path) as reader:
@@ -232,7 +213,7 @@ def _run(
     reader: JournalReader,
     cursor: OwnCursor,
     sender: JsonlTarget | EventBridgeTarget | IotCoreTarget,
-    selection: Selection,
+    selection: EventFilter,
     *,
     name: str,
     target: Target,
@@ -240,7 +221,7 @@ def _run(
 ) -> None:
     start = selection.start_after(cursor.get())
     end = selection.end(reader.last_seq())
-    total = count_selected(reader, selection, start, end) if end > start else 0
+    total = reader.count(selection.between(start, end)) if end > start else 0
     resumed = f" (resuming after seq {start})" if cursor.get() else ""
     say(f"replay {name} to {target}: {total} events in seq {start + 1}..{end}{resumed}")
     sent = 0

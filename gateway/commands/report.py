@@ -21,17 +21,19 @@ from gateway.chart import render_html
 from gateway.commands.common import fail, iso, open_reader
 from gateway.commands.inspect import (
     CSV_COLUMNS,
-    Filters,
     filter_options,
     now_ms,
     rfc3339,
 )
 from gateway.commands.options import config_option, journal_option
 from gateway.events import Event, canonical_json
+from gateway.journal import EventFilter
 from gateway.stats import BOWLS, Stats, day_of, days_between, fold
 
 
-def _last_days(filters: Filters, days: int | None, now_ms: int) -> tuple[Filters, list[str]]:
+def _last_days(
+    filters: EventFilter, days: int | None, now_ms: int
+) -> tuple[EventFilter, list[str]]:
     """With ``--days N``: the last N UTC days (today included), as a since-filter and a list."""
     if days is None:
         return filters, []
@@ -95,7 +97,7 @@ def _print_stats(stats: Stats) -> None:
 @config_option
 def journal_stats(
     days: int | None,
-    filters: Filters,
+    filters: EventFilter,
     as_json: bool,
     journal_path: Path | None,
     config_path: Path | None,
@@ -113,7 +115,7 @@ def journal_stats(
     filters, _ = _last_days(filters, days, now)
     end = now if filters.until_ms is None else min(now, filters.until_ms)
     with open_reader(journal_path, config_path) as reader:
-        stats = fold(filters.events(reader), end_ms=end)
+        stats = fold(reader.query(filters), end_ms=end)
     if as_json:
         click.echo(json.dumps(stats.to_dict()))
     else:
@@ -171,19 +173,19 @@ def _write(events: Iterator[Event], fmt: str, out: IO[str]) -> int:
 def journal_export(
     fmt: str,
     out: Path | None,
-    filters: Filters,
+    filters: EventFilter,
     journal_path: Path | None,
     config_path: Path | None,
 ) -> None:
     """Export the matching events, in seq order, as JSONL or CSV."""
     with open_reader(journal_path, config_path) as reader:
         if out is None:
-            _write(filters.events(reader), fmt, sys.stdout)
+            _write(reader.query(filters), fmt, sys.stdout)
             return
         tmp = out.with_name(f".{out.name}.tmp")
         try:
             with tmp.open("w", encoding="utf-8", newline="") as f:
-                n = _write(filters.events(reader), fmt, f)
+                n = _write(reader.query(filters), fmt, f)
             tmp.replace(out)
         except OSError as e:
             tmp.unlink(missing_ok=True)
@@ -208,7 +210,7 @@ def journal_export(
 def journal_chart(
     out: Path,
     days: int | None,
-    filters: Filters,
+    filters: EventFilter,
     journal_path: Path | None,
     config_path: Path | None,
 ) -> None:
@@ -220,7 +222,7 @@ def journal_chart(
     filters, shown = _last_days(filters, days, now)
     end = now if filters.until_ms is None else min(now, filters.until_ms)
     with open_reader(journal_path, config_path) as reader:
-        stats = fold(filters.events(reader), end_ms=end)
+        stats = fold(reader.query(filters), end_ms=end)
         title = f"Feeding history: {reader.path.name}"
     html = render_html(stats, days=shown or None, title=title)
     try:

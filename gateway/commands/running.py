@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,16 @@ import click
 from gateway.commands.common import (
     EXIT_REJECTED,
     EXIT_USAGE,
+    age,
     call_gateway,
     fail,
+    iso,
     load_config,
 )
 from gateway.commands.options import config_option
 from gateway.errors import GatewayError
 from gateway.events import Bowl, ClickType, EventType
+from gateway.status import GatewayStatus
 
 
 @click.command()
@@ -85,32 +89,50 @@ def press(button: str, click_type: str, config_path: Path | None) -> None:
 @config_option
 def status(as_json: bool, config_path: Path | None) -> None:
     """Show the running gateway's status: journal, sinks, inputs, feeder, bad input counts."""
-    from gateway.status import GatewayStatus  # noqa: PLC0415
-
     raw = call_gateway(config_path, {"op": "status"})["status"]
     if as_json:
         click.echo(json.dumps(raw))
         return
-    st = GatewayStatus.from_json(raw)
+    for line in status_lines(GatewayStatus.from_json(raw), time.time_ns() // 1_000_000):
+        click.echo(line)
+
+
+def status_lines(st: GatewayStatus, now_ms: int) -> list[str]:
+    """``fmfb status``: the same figures the metrics endpoint exports (gateway/metrics.py)."""
     j = st.journal
-    click.echo(f"gateway {st.gateway_id} (version {st.version}, pid {st.pid})")
-    disk = f"FAILING: {j.last_error}" if j.disk_failing else "ok"
-    click.echo(f"journal  {j.path}  seq {j.seq}  disk {disk}")
+    lines = [f"gateway {st.gateway_id} (version {st.version}, pid {st.pid})"]
+    disk = f"FAILING: {j.last_error} ({j.held} held in memory)" if j.disk_failing else "ok"
+    size = f"{j.size_bytes / 1_048_576:.1f} MiB"
+    lines.append(f"journal  {j.path}  seq {j.seq}  rows {j.durable_seq}  {size}  disk {disk}")
+    commits = sum(j.commit_counts)
+    if commits:
+        lines.append(f"         {commits} commits, mean {1000 * j.commit_seconds / commits:.1f} ms")
     for s in st.sinks:
         link = "connected" if s.connected else f"OFFLINE ({s.last_error or 'connecting'})"
-        click.echo(f"sink     {s.name:<12} {link}  cursor {s.cursor}  backlog {s.backlog}")
+        lines.append(f"sink     {s.name:<12} {link}  cursor {s.cursor}  backlog {s.backlog}")
+        oldest = "-" if s.oldest_pending_ms is None else age(now_ms - s.oldest_pending_ms)
+        success = "never" if s.last_success_ms is None else f"{age(now_ms - s.last_success_ms)} ago"
+        lines.append(
+            f"         oldest pending {oldest}  last success {success}  delivered {s.delivered}"
+            f"  dead-lettered {s.dead_lettered}"
+        )
     for i in st.inputs:
         if i.connected is None:
             link = "ready"
         else:
             link = "connected" if i.connected else f"OFFLINE ({i.last_error or 'connecting'})"
-        click.echo(f"input    {i.name:<14} {link}  received {i.received}")
+        detail = f"  ({i.detail})" if i.detail else ""
+        lines.append(f"input    {i.name:<14} {link}  received {i.received}{detail}")
     f = st.feeder
     online = {True: "online", False: "offline", None: "not heard from"}[f.online]
     level = "unknown" if f.food_level is None else f"{f.food_level}%"
-    click.echo(f"feeder   {online}, food {level}")
-    for key, n in sorted(st.bad_inputs.items()):
-        click.echo(f"ignored  {key}: {n}")
+    lines.append(f"feeder   {online}, food {level}")
+    if f.feeds_in_period:
+        per_bowl = ", ".join(f"{bowl} {n}" for bowl, n in sorted(f.feeds_in_period.items()))
+        cap = f" (cap {f.cap_per_bowl} per {age((f.cap_period_s or 0) * 1000)})"
+        lines.append(f"feeds    {per_bowl}{cap if f.cap_per_bowl else ''}")
+    lines += [f"ignored  {key}: {n}" for key, n in sorted(st.bad_inputs.items())]
+    return lines
 
 
 def _report_outcome(answer: dict[str, Any]) -> None:
@@ -122,4 +144,8 @@ def _report_outcome(answer: dict[str, Any]) -> None:
         click.echo(f"accepted: feed {bowls} (seq {event['seq']}, request {p['request_id']}){held}")
         return
     click.echo(f"refused: feed {bowls}: {p['reason']} (seq {event['seq']}){held}")
+    next_ms = answer.get("next_allowed_at_ms")
+    if isinstance(next_ms, int):
+        wait_ms = next_ms - time.time_ns() // 1_000_000
+        click.echo(f"next feed of {bowls} allowed at {iso(next_ms)} UTC (in {age(wait_ms)})")
     sys.exit(EXIT_REJECTED)

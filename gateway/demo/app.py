@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway import redact
 from gateway.config import Config
 from gateway.demo import DemoError
 from gateway.demo.script import Step
@@ -108,6 +109,7 @@ def _configure_logging(workdir: Path, interactive: bool) -> None:
         root.addHandler(console)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    redact.install()
 
 
 def _stopped_line(config: Config) -> str:

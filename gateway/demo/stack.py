@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gateway.config import Config, parse_config
@@ -35,6 +36,7 @@ MQTT_BUTTON_TOPIC = "fmfb/demo/button"
 PORTION_MS = 2000
 FEEDER_TIME_SCALE = 0.25  # real seconds per simulated second of motor
 FEEDER_FOOD_PER_MS = 0.002  # % of food per motor-millisecond: 4 % per 2 s bowl
+DEMO_FOOD_LOW_PERCENT = 90  # three bowl runs raise "food low"
 DOUBLE_CLICK_MS = 300
 HOLD_MS = 800
 # Only the EventBridge sink retries sooner after an outage than in production (at most every
@@ -42,6 +44,12 @@ HOLD_MS = 800
 EB_RETRY_MIN_S = 0.3
 EB_RETRY_MAX_S = 2.0
 SQS_POLL_S = 0.1
+
+
+def meal_soon(now: datetime | None = None) -> str:
+    """HH:MM (UTC) of the next whole minute at least a minute away."""
+    now = now or datetime.now(UTC)
+    return (now + timedelta(seconds=120 - now.second)).strftime("%H:%M")
 
 
 def demo_config(state_dir: Path, broker_port: int, relay_url: str) -> Config:
@@ -68,6 +76,11 @@ def demo_config(state_dir: Path, broker_port: int, relay_url: str) -> Config:
                 "mqtt": [{"name": MQTT_BUTTON, "topic": MQTT_BUTTON_TOPIC}],
             },
             "cloud": {"aws": {"region": REGION}},
+            # A meal due in about a minute, and a food alert that a few presses reach (4 % of
+            # food per bowl run): the schedule and the alerts show without waiting for hours.
+            "scheduling": {"time_zone": "UTC", "catch_up_s": 300},
+            "schedule": [{"name": "demo-meal", "at": meal_soon(), "bowls": ["left", "right"]}],
+            "alerts": {"food_low_percent": DEMO_FOOD_LOW_PERCENT},
             "sinks": {
                 "eventbridge": {
                     "bus": BUS,

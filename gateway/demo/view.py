@@ -53,6 +53,8 @@ class Snapshot:
     sqs_in_order: bool  # ... and they arrived in seq order
     message: str = ""  # the last thing that happened (a key, a step)
     state_dir: str = ""
+    schedule: str = ""  # the schedule input's status detail (next meal, or why it waits)
+    alerts: str = ""  # the open alerts
 
 
 def summarize(payload: Mapping[str, Any]) -> str:
@@ -104,6 +106,8 @@ def render(snapshot: Snapshot, width: int = 100, height: int = 30) -> list[str]:
         *(_sink_text(sink) for sink in s.sinks),
         _feeder_text(s.feeder),
         f"SQS target        {s.sqs_received} events received from the bus, {order}",
+        *([f"schedule          {s.schedule}"] if s.schedule else []),
+        *([f"alerts            {s.alerts}"] if s.alerts else []),
         "",
     ]
     foot = ["", *KEY_HELP, f"> {s.message}" if s.message else ">"]
@@ -131,6 +135,8 @@ def status_line(snapshot: Snapshot) -> str:
     return (
         f"status: seq {s.journal_seq} | internet {'up' if s.internet_up else 'CUT'} | {sinks} | "
         f"bowls run {runs} food {level} | sqs received {s.sqs_received}"
+        + (f" | schedule: {s.schedule}" if s.schedule else "")
+        + (f" | alerts: {s.alerts}" if s.alerts else "")
     )
 
 

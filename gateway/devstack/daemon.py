@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
+from gateway.clock import Clock
 from gateway.config import Config
 from gateway.daemon import Daemon
 from gateway.devstack import DevStackError
@@ -55,8 +56,10 @@ class InProcessDaemon:
         pin_factory: Any = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         stop_timeout_s: float = STOP_TIMEOUT_S,
+        clock: Clock | None = None,
     ) -> None:
-        self.daemon = Daemon(config, pin_factory=pin_factory)
+        """``clock``: a clock to run on instead of the system's (tests move a FixedClock)."""
+        self.daemon = Daemon(config, pin_factory=pin_factory, clock=clock)
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._task: asyncio.Task[int] | None = None
@@ -129,6 +132,7 @@ async def running(
     pin_factory: Any = None,
     ready_timeout_s: float = READY_TIMEOUT_S,
     stop_timeout_s: float = STOP_TIMEOUT_S,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Daemon]:
     """Run a Daemon in this loop until the block ends; stop it as SIGTERM would, and raise if
     it does not stop in time or did not exit cleanly."""
@@ -137,6 +141,7 @@ async def running(
         pin_factory=pin_factory,
         ready_timeout_s=ready_timeout_s,
         stop_timeout_s=stop_timeout_s,
+        clock=clock,
     )
     daemon = await runner.start()
     try:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.journal.chain import GENESIS_HASH, ChainRow
 from gateway.journal.cursors import CursorInfo, OwnCursor, Pending
 from gateway.journal.files import inspect_file
+from gateway.journal.filter import EventFilter
 from gateway.journal.reader import FoldRow, JournalReader
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
     "GENESIS_HASH",
     "ChainRow",
     "CursorInfo",
+    "EventFilter",
     "FoldRow",
     "Journal",
     "JournalReader",

@@ -114,8 +114,11 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []  # woken by _notify
         self.health = WriterHealth()
         self._replay: list[Spilled] = []
-        # Events of a set-aside predecessor, folded before this journal's own (see startup_events)
+        # Events of a set-aside predecessor, folded before this journal's own (startup_events)
         self.carried: list[Event] = []
+        # Called on the writer thread with each successful commit's duration in seconds (the
+        # metrics' histogram). Must be quick and thread-safe; None: not measured.
+        self.on_commit: Callable[[float], None] | None = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -226,12 +229,10 @@ class Journal:
             return journal
 
     def startup_events(self) -> tuple[list[Event], list[Event]]:
-        """(the feeder's last reports, then every event of the checked window in seq order:
-        a set-aside predecessor's, this journal's, and those spilled by an earlier life), for
-        the daemon to fold its working state from."""
-        recent = [*self.carried, *self._window.events]
+        """(The feeder's last reports, the checked window in seq order: a set-aside
+        predecessor's, this journal's, those spilled by an earlier life) for the daemon's fold."""
         replayed = [r.event() for r in self._replay]
-        return list(self._window.reports), recent + replayed
+        return list(self._window.reports), [*self.carried, *self._window.events, *replayed]
 
     # --- running ---------------------------------------------------------------------------
 
@@ -251,13 +252,13 @@ class Journal:
             on_committed=self._on_committed,
             on_failed=self._on_failed,
             on_lost=self._on_lost,
+            on_commit_time=self._commit_timed,
             cursor_flush_s=self.CURSOR_FLUSH_S,
             stop_grace_s=self.STOP_GRACE_S,
         )
         self._writer.failing = self._writer_conn is None
         replay = [self._replay_item(r) for r in self._replay]
-        if replay:
-            log.warning("journal: %d event(s) spilled by the last run go in now", len(replay))
+        if replay:  # in memory and readable at once; written at the writer's first commit
             self._resolve_held(replay)
         self._writer.start()
         for item in replay:
@@ -400,19 +401,7 @@ class Journal:
         for item in items:
             if item.future.done():
                 continue
-            new = item.new
-            event = Event(
-                item.seq,
-                new.event_id,
-                new.occurred_at_ms,
-                new.clock_synced,
-                new.origin,
-                new.payload,
-                item.recovered,
-                "",
-                "",
-                True,
-            )
+            event = _event_of(item, "", "", held=True)
             self._held[item.seq] = event
             self.visible_seq = max(self.visible_seq, item.seq)
             item.future.set_result(event)
@@ -434,6 +423,11 @@ class Journal:
         self.health.spilled = spilled
         self._resolve_held(items)
 
+    def _commit_timed(self, seconds: float) -> None:
+        hook = self.on_commit
+        if hook is not None:
+            hook(seconds)
+
     def _on_committed(self, written: list[Written]) -> None:
         held = self._held
         recovered = 0
@@ -441,19 +435,7 @@ class Journal:
         for item, prev_hash, hash_ in written:
             if held and held.pop(item.seq, None) is not None:
                 recovered += 1
-            new = item.new
-            # Positional: this runs once per event on the loop, and keywords cost more.
-            event = Event(
-                item.seq,
-                new.event_id,
-                new.occurred_at_ms,
-                new.clock_synced,
-                new.origin,
-                new.payload,
-                item.recovered,
-                prev_hash,
-                hash_,
-            )
+            event = _event_of(item, prev_hash, hash_)
             future = item.future
             if not future.done():
                 future.set_result(event)
@@ -498,3 +480,21 @@ class Journal:
             raise JournalError("writer_pragma takes a PRAGMA only")
         if self._writer_conn is not None:
             self._writer_conn.execute(sql)
+
+
+def _event_of(item: Item, prev_hash: str, hash_: str, *, held: bool = False) -> Event:
+    """The event an appended item became (``held``: in memory, without its chain hash yet)."""
+    new = item.new
+    # Positional: this runs once per event on the loop, and keywords cost more.
+    return Event(
+        item.seq,
+        new.event_id,
+        new.occurred_at_ms,
+        new.clock_synced,
+        new.origin,
+        new.payload,
+        item.recovered,
+        prev_hash,
+        hash_,
+        held,
+    )

@@ -192,6 +192,10 @@ def spilled_after(path: Path, owners: set[str], last: int) -> list[Spilled]:
         if record.journal_id in owners and record.seq == last + len(replay) + 1:
             replay.append(record)
     top = last + len(replay)
+    if replay:
+        log.warning(
+            "journal %s: seq %d..%d, spilled by the last run, go in now", path, last + 1, top
+        )
     mark = read_mark(path)
     if mark is not None and mark.journal_id in owners and mark.seq > top:
         raise JournalTailLostError(

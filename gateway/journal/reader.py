@@ -19,6 +19,7 @@ from gateway.journal import cursors as _cursors
 from gateway.journal.chain import GENESIS_HASH, ChainRow
 from gateway.journal.cursors import CursorInfo, DeadLetter, Pending
 from gateway.journal.files import connect_read_only, inspect_file
+from gateway.journal.filter import EventFilter
 from gateway.journal.rows import COLUMNS, to_chain, to_event
 from gateway.journal.schema import SCHEMA_VERSION
 from gateway.journal.verify import verify_chain
@@ -27,6 +28,8 @@ from gateway.journal.verify import verify_chain
 READABLE_FROM = 3
 
 # What a projection reads of each row (the payload still as stored JSON text).
+ALL = EventFilter()  # every event
+
 FoldRow = tuple[int, str, int, int, str, str]  # seq, type, occurred_at_ms, clock_synced, origin
 
 
@@ -127,22 +130,14 @@ class JournalReader:
 
     def query(
         self,
+        where: EventFilter = ALL,
         *,
-        types: Sequence[str] = (),
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        from_seq: int | None = None,
-        to_seq: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> Iterator[Event]:
-        """Events matching every given filter, in seq order (or newest first).
-
-        Time filters use each event's recorded time, which may be wrong when the clock was not
-        synchronised; seq is the order.
-        """
-        where, args = _where(types, since_ms, until_ms, from_seq, to_seq)
-        sql = f"SELECT {COLUMNS} FROM events{where}"  # noqa: S608 - placeholders only
+        """Events matching ``where``, in seq order (or newest first), at most ``limit``."""
+        clause, args = where.where()
+        sql = f"SELECT {COLUMNS} FROM events{clause}"  # noqa: S608 - placeholders only
         sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
@@ -150,18 +145,10 @@ class JournalReader:
         for row in self._conn.execute(sql, args):
             yield to_event(row)
 
-    def count(
-        self,
-        *,
-        types: Sequence[str] = (),
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        from_seq: int | None = None,
-        to_seq: int | None = None,
-    ) -> int:
-        """How many events :meth:`query` would yield with the same filters (no limit)."""
-        where, args = _where(types, since_ms, until_ms, from_seq, to_seq)
-        (n,) = self._conn.execute(f"SELECT count(*) FROM events{where}", args).fetchone()  # noqa: S608
+    def count(self, where: EventFilter = ALL) -> int:
+        """How many events :meth:`query` would yield for ``where`` (no limit)."""
+        clause, args = where.where()
+        (n,) = self._conn.execute(f"SELECT count(*) FROM events{clause}", args).fetchone()  # noqa: S608
         return int(n)
 
     def last_of_types(self, types: Sequence[EventType]) -> Event | None:
@@ -263,31 +250,3 @@ class JournalReader:
         base = int(meta.get("base_seq", "0") or 0)
         genesis = meta.get("genesis_hash", GENESIS_HASH)
         return verify_chain(self._conn, genesis, progress, every, base_seq=base)
-
-
-def _where(
-    types: Sequence[str],
-    since_ms: int | None,
-    until_ms: int | None,
-    from_seq: int | None,
-    to_seq: int | None,
-) -> tuple[str, list[Any]]:
-    """The WHERE clause (with its leading space, or empty) and arguments for the filters."""
-    where: list[str] = []
-    args: list[Any] = []
-    if types:
-        where.append(f"type IN ({','.join('?' * len(types))})")
-        args.extend(types)
-    if since_ms is not None:
-        where.append("occurred_at_ms >= ?")
-        args.append(since_ms)
-    if until_ms is not None:
-        where.append("occurred_at_ms < ?")
-        args.append(until_ms)
-    if from_seq is not None:
-        where.append("seq >= ?")
-        args.append(from_seq)
-    if to_seq is not None:
-        where.append("seq <= ?")
-        args.append(to_seq)
-    return (" WHERE " + " AND ".join(where) if where else ""), args

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any, Final
 
-from gateway.events import Event, Origin, payload_from_dict
+from gateway.events import Event, Origin, parse_enum, payload_from_dict
 from gateway.journal.chain import ChainRow
 
 # In the order of the events table, which is also the order every query here selects.
@@ -38,7 +38,7 @@ def to_event(row: Stored) -> Event:
         event_id=row[1],
         occurred_at_ms=row[3],
         clock_synced=bool(row[4]),
-        origin=Origin(row[5]),
+        origin=parse_enum(Origin, "origin", row[5]),
         payload=payload_from_dict(row[2], json.loads(row[7])),
         recovered=bool(row[6]),
         prev_hash=row[8],

@@ -26,6 +26,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ class CommitThread:
         on_committed: Callable[[list[Written]], None],
         on_failed: Callable[[list[Item], str, int], None],
         on_lost: Callable[[Sequence[Item], str], None],
+        on_commit_time: Callable[[float], None],
         cursor_flush_s: float,
         stop_grace_s: float,
     ) -> None:
@@ -137,6 +139,7 @@ class CommitThread:
         self._on_committed = on_committed
         self._on_failed = on_failed
         self._on_lost = on_lost
+        self._on_commit_time = on_commit_time
         self._cursor_flush_ms = int(cursor_flush_s * 1000)
         self._stop_grace_ms = int(stop_grace_s * 1000)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -201,7 +204,9 @@ class CommitThread:
             if backlog or cursors or letters:
                 try:
                     self._ensure_open()
+                    began = time.perf_counter()
                     written = self._commit(backlog, cursors, letters)
+                    self._on_commit_time(time.perf_counter() - began)
                 except sqlite3.Error as e:
                     self.failing = True
                     self._hold(backlog, str(e))

@@ -154,14 +154,7 @@ class EventBridgeSink:
         self.journal = context.journal
         self.intake = context.intake
         self.clock = context.clock
-        self.follower = Follower(
-            self.name,
-            settings,
-            context.journal,
-            context.intake,
-            context.clock,
-            save_every_s=CURSOR_SAVE_S,
-        )
+        self.follower = Follower(self.name, settings, context, save_every_s=CURSOR_SAVE_S)
         self.spec = EntrySpec(
             bus=settings.bus,
             source=settings.source,

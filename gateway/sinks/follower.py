@@ -25,11 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.backoff import Backoff
-from gateway.clock import Clock
 from gateway.config import SinkSettings
 from gateway.events import Event, EventDeadLettered, EventType, Origin
-from gateway.intake import Intake
-from gateway.journal import Journal
+from gateway.sinks.base import SinkContext
 from gateway.status import SinkStatus
 
 log = logging.getLogger(__name__)
@@ -65,9 +63,7 @@ class Follower:
         self,
         name: str,
         settings: SinkSettings,
-        journal: Journal,
-        intake: Intake,
-        clock: Clock,
+        context: SinkContext,
         *,
         save_every_s: float = 0.0,
         durable_only: bool = True,
@@ -85,9 +81,9 @@ class Follower:
         """
         self.name = name
         self.settings = settings
-        self.journal = journal
-        self.intake = intake
-        self.clock = clock
+        self.journal = journal = context.journal
+        self.intake = context.intake
+        self.clock = context.clock
         self.durable_only = durable_only
         self.save_every_s = save_every_s
         self.event_types: frozenset[EventType] | None = (

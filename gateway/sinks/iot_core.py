@@ -124,9 +124,7 @@ class IotCoreSink:
         self.client_id = settings.client_id or config.gateway_id
         self.pacer = pacer or Pacer(settings.publish_rate_per_s)
         self.max_in_flight = max_in_flight
-        self.follower = Follower(
-            self.name, settings, context.journal, context.intake, context.clock
-        )
+        self.follower = Follower(self.name, settings, context)
         self.commands = RemoteCommands(
             settings.command_topic,
             context.intake,

@@ -75,9 +75,7 @@ class JsonlSink:
         self.settings = settings
         self.gateway_id = context.config.gateway_id
         self.path = settings.path or context.config.state_dir / "events.jsonl"
-        self.follower = Follower(
-            self.name, settings, context.journal, context.intake, context.clock
-        )
+        self.follower = Follower(self.name, settings, context)
 
     def status(self) -> SinkStatus:
         return self.follower.status()

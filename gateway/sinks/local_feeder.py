@@ -72,14 +72,7 @@ class LocalFeederSink:
         )
         # Feeding never waits on the disk: a request held in memory (the disk refusing writes)
         # is sent too. The cursor is written on every move: each is a feed.
-        self.follower = Follower(
-            self.name,
-            settings,
-            context.journal,
-            context.intake,
-            context.clock,
-            durable_only=False,
-        )
+        self.follower = Follower(self.name, settings, context, durable_only=False)
         # request id -> monotonic ms by which the feeder should have answered.
         self._deadlines: dict[str, int] = {}
         self._deadline_changed = asyncio.Event()
