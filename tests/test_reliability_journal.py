@@ -311,6 +311,11 @@ def test_damage_is_set_aside_byte_identical_and_the_policy_state_carried(
     assert meta["genesis_hash"] != "0" * 64 or damage.startswith("a bad page")
     out = run_verify(daemon, aside[0])
     assert out.returncode != 0 and "Traceback" not in out.stderr
+    # The successor's first row checks out for the tools too: it links to its genesis hash.
+    first = int(meta["base_seq"]) + 1
+    shown = daemon.cli("journal", "show", str(first), "--json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert '"link_ok": true' in shown.stdout
     assert_no_traceback(daemon)
 
 

@@ -73,6 +73,11 @@ class JournalReader:
     def meta(self) -> dict[str, str]:
         return {k: v for k, v in self._conn.execute("SELECT key, value FROM meta")}
 
+    def base_seq(self) -> int:
+        """The seq before this journal's first row: 0, or (a successor of a set-aside journal)
+        the highest seq its predecessor showed, so that no seq is ever used twice."""
+        return int(self.meta().get("base_seq", "0") or 0)
+
     def genesis_hash(self) -> str:
         return self.meta().get("genesis_hash", GENESIS_HASH)
 
