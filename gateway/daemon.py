@@ -35,7 +35,7 @@ from gateway.inputs.base import Input
 from gateway.inputs.gpio_buttons import GpioButtons
 from gateway.inputs.mqtt_buttons import MqttButtons
 from gateway.inputs.schedule import ScheduleInput
-from gateway.intake import Intake, fold_recent_state, rebuild_echoes
+from gateway.intake import Intake, fold_startup_state, rebuild_echoes
 from gateway.journal import Journal
 from gateway.latency import CommitTimes
 from gateway.notify import Notifier
@@ -80,25 +80,28 @@ class Daemon:
         cfg = self.config
         for notice in cfg.deprecated:
             log.warning("%s", notice)
-        journal = Journal.open_or_set_aside(cfg.journal_file, clock=self.clock)
-        journal.on_commit = self.commit_times.observe
-        journal.start()
-        self.journal = journal
-        # Everything after this measures time on a clock that never goes back, not even below
-        # the journal's newest event (docs/architecture.md, "Time").
-        tail = journal.reader.get(journal.reader.last_seq())
-        self.clock = SteadyClock(self.clock, floor_ms=0 if tail is None else tail.occurred_at_ms)
         policy = cfg.policy
         limits = Limits(
             cap_per_bowl=policy.cap_per_bowl,
             cap_period_ms=policy.cap_period_s * 1000,
             min_gap_ms=policy.min_gap_s * 1000,
         )
-        # The fold must remember every feed any rule can still look at.
+        # The fold must remember every feed any rule can still look at; opening checks every
+        # row of that window (and echoes'), so nothing read below can trip on a damaged row.
         window_ms = max(limits.cap_period_ms, limits.min_gap_ms, cfg.feeding.expiry_s * 1000)
         window_ms += 60_000
+        checked_ms = max(window_ms, cfg.cloud.echo_window_s * 1000)
+        journal = Journal.open_or_set_aside(
+            cfg.journal_file, clock=self.clock, window_ms=checked_ms
+        )
+        journal.on_commit = self.commit_times.observe
+        journal.start()
+        self.journal = journal
+        # Everything after this measures time on a clock that never goes back, not even below
+        # the journal's newest event (docs/architecture.md, "Time").
+        self.clock = SteadyClock(self.clock, floor_ms=self._newest_time(journal))
         now = self.clock.now_ms()
-        state = fold_recent_state(journal.reader, window_ms, now)
+        state = fold_startup_state(*journal.startup_events(), window_ms=window_ms, now_ms=now)
         echoes = EchoLedger(cfg.cloud.echo_window_s * 1000)
         intake = Intake(journal, state, limits, cfg.feeding, self.clock, echoes=echoes)
         self.intake = intake
@@ -112,6 +115,15 @@ class Daemon:
         # Presses already sent to EventBridge may still echo back after a restart.
         rebuild_echoes(journal.reader, echoes, now_ms=now)
         self.inputs = self._inputs(intake)
+
+    @staticmethod
+    def _newest_time(journal: Journal) -> int:
+        """The newest journaled event's recorded time (0 if none can be read)."""
+        try:
+            tail = journal.reader.get(journal.reader.last_seq())
+        except sqlite3.Error:
+            return 0  # a disk that refuses reads too: the wall clock alone, as before
+        return 0 if tail is None else tail.occurred_at_ms
 
     def _inputs(self, intake: Intake) -> list[Input]:
         cfg = self.config
@@ -318,6 +330,8 @@ class Daemon:
                 disk_failing=journal.health.failing if journal else False,
                 held=journal.health.held if journal else 0,
                 last_error=journal.health.last_error if journal else None,
+                spilled=journal.health.spilled if journal else 0,
+                alert=journal.health.alert if journal else None,
                 size_bytes=_size_on_disk(journal.path) if journal else 0,
                 commit_counts=counts,
                 commit_seconds=commit_s,
@@ -357,8 +371,14 @@ class Daemon:
         journal = self.journal
         parts: list[str] = []
         if journal is not None:
-            if journal.health.failing:
-                parts.append(f"JOURNAL FAILING ({journal.health.held} held in memory)")
+            health = journal.health
+            if health.alert:
+                parts.append(f"JOURNAL ALERT: {health.alert}")
+            if health.failing:
+                parts.append(
+                    f"JOURNAL FAILING ({health.held} held, {health.spilled} spilled): "
+                    f"{health.last_error}"
+                )
             parts.append(f"seq {journal.visible_seq}")
         for sink in self.sinks:
             st = sink.status()

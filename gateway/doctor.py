@@ -186,7 +186,7 @@ def journal_tail(config: Config) -> Finding:
     try:
         with JournalReader.open(path) as reader:
             last = reader.last_seq()
-            start = max(0, last - TAIL_ROWS)
+            start = max(reader.base_seq(), last - TAIL_ROWS)
             problem = _tail_problem(reader, start)
     except (JournalError, sqlite3.Error, OSError) as e:
         return bad(
@@ -204,8 +204,9 @@ def journal_tail(config: Config) -> Finding:
 def _tail_problem(reader: JournalReader, after: int) -> str | None:
     rows = reader.chain_rows(max(0, after - 1))
     prev = reader.genesis_hash()
-    expected = 1
-    if after >= 1:
+    base = reader.base_seq()
+    expected = base + 1
+    if after > base:
         anchor = next(rows, None)
         if anchor is None:
             return f"row {after} missing"

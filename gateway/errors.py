@@ -9,6 +9,7 @@
     │   ├── NotAJournalError              the file is not a gateway journal; left untouched
     │   ├── JournalVersionError           written by a newer gateway; left untouched
     │   ├── JournalCorruptError           the tail of the chain does not check out
+    │   │   └── JournalTailLostError      the journal ends below its high-water mark
     │   └── JournalWriteError (OSError)   an append could not be made durable (disk full, I/O)
     ├── ChainError                        `verify` found a bad row; names its seq
     ├── ControlError                      the CLI could not talk to the running daemon
@@ -69,6 +70,15 @@ class JournalVersionError(JournalError):
 
 class JournalCorruptError(JournalError):
     """The journal opened but its tail does not check out (a torn or edited last row)."""
+
+
+class JournalTailLostError(JournalCorruptError):
+    """The journal ends below the highest seq this gateway answered (its ``-wal`` was lost):
+    seq up to ``highest_seq`` may have been sent by a sink and must never be used again."""
+
+    def __init__(self, message: str, highest_seq: int) -> None:
+        self.highest_seq = highest_seq
+        super().__init__(message)
 
 
 class JournalWriteError(JournalError, OSError):

@@ -274,6 +274,22 @@ def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> Ga
     return state
 
 
+def fold_startup_state(
+    reports: Sequence[Event], events: Sequence[Event], *, window_ms: int, now_ms: int
+) -> GatewayState:
+    """The working state from what the journal checked at open (``Journal.startup_events``):
+    the feeder's last reports, then the recent events in seq order — a set-aside
+    predecessor's included, so a press inside the gap after a set-aside is still refused."""
+    state = GatewayState(window_ms)
+    for event in reports:
+        state.apply_event(event)
+    since = now_ms - window_ms
+    for event in events:
+        if event.occurred_at_ms >= since:
+            state.apply_event(event)
+    return state
+
+
 def rebuild_echoes(journal: JournalReader, echoes: EchoLedger, *, now_ms: int) -> int:
     """Leave an echo credit for each button event within the echo window that may have reached
     EventBridge, so an echo arriving after a restart is still one. Returns how many.

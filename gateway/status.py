@@ -47,6 +47,8 @@ class JournalStatus:
     disk_failing: bool
     held: int
     last_error: str | None = None
+    spilled: int = 0  # held events also in the spill file (durable without the journal)
+    alert: str | None = None  # e.g. a journal set aside at start-up
     size_bytes: int = 0  # the database and its WAL
     # Commit durations: a count per bucket of gateway.latency.COMMIT_BUCKETS_S (not
     # cumulative; one more, above every bound, at the end), and their sum in seconds.

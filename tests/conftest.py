@@ -33,6 +33,15 @@ settings.register_profile("fmfb-thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fmfb"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="long local runs: the SIGKILL crash loop runs 10,000 kills (tests/test_crash.py)",
+    )
+
+
 @pytest.fixture
 def broker() -> Iterator[Mosquitto]:
     """A private, non-persistent mosquitto for one test (free to stop, kill and restart)."""

@@ -14,7 +14,11 @@ feeder, some press straight away). After each kill, and after the restarts:
   every journaled FeedRequested reaches the feeder at least once (duplicates allowed), because
   the feeder sink resumes from its cursor. The expiry is long, so nothing legitimately expires.
 
-The seed is printed and can be fixed with FMFB_CRASH_SEED to replay a failing schedule.
+- the feeder received the requests in journal order: the first delivery of each request
+  comes in seq order (redeliveries after a restart may repeat older ones).
+
+CI runs ``RUNS`` (100) kills; ``pytest --soak`` (or FMFB_CRASH_RUNS=N) runs 10,000 locally. The
+seed is printed and can be fixed with FMFB_CRASH_SEED to replay a failing schedule.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from gateway.errors import ControlError
 
 pytestmark = pytest.mark.e2e
 
-RUNS = 20
-MAX_ANSWERS_BEFORE_KILL = 50
+RUNS = 100
+SOAK_RUNS = 10_000
+# Small: each run is cheap (most of it is the daemon's start), so CI affords 100 of them.
+MAX_ANSWERS_BEFORE_KILL = 20
 ACTION = "cat-feeder/action"
 
 
@@ -150,6 +156,25 @@ def check_journal(daemon: DaemonProcess, accepted: list[Answer], starts: int) ->
     }
 
 
+def check_delivery_order(feeder: Probe, seq_of: dict[str, int]) -> None:
+    """Each request's first delivery comes after the first delivery of every request journaled
+    before it (a restart resends from the cursor, so repeats of older ones may follow)."""
+    firsts: list[int] = []
+    seen: set[str] = set()
+    for m in feeder.messages(ACTION):
+        request_id = m.json()["id"]
+        if request_id not in seen:
+            seen.add(request_id)
+            firsts.append(seq_of[request_id])
+    assert firsts == sorted(firsts), "the feeder got requests out of journal order"
+
+
+def request_seqs(daemon: DaemonProcess) -> dict[str, int]:
+    return {
+        e.payload.to_dict()["request_id"]: e.seq for e in daemon.events(types=["FeedRequested"])
+    }
+
+
 def delivered_ids(feeder: Probe) -> set[str]:
     return {m.json()["id"] for m in feeder.messages(ACTION)}
 
@@ -162,9 +187,13 @@ def wait_delivered(feeder: Probe, request_ids: set[str], what: str) -> None:
     )
 
 
+@pytest.mark.timeout(0)  # bounded by RUNS; --soak runs for hours
 def test_sigkill_at_random_moments_loses_nothing_accepted(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, tmp_path: Path, pytestconfig: pytest.Config
 ) -> None:
+    runs = int(
+        os.environ.get("FMFB_CRASH_RUNS", SOAK_RUNS if pytestconfig.getoption("soak") else RUNS)
+    )
     seed = int(os.environ.get("FMFB_CRASH_SEED", random.SystemRandom().randrange(2**32)))
     print(f"crash loop seed: FMFB_CRASH_SEED={seed}")
     rng = random.Random(seed)
@@ -177,7 +206,7 @@ def test_sigkill_at_random_moments_loses_nothing_accepted(
         feeding={"expiry_s": 86_400, "ack_timeout_s": 3600},
     )
     with daemon, Probe(broker.host, broker.port, subscribe=[ACTION]) as feeder:
-        for run in range(RUNS):
+        for run in range(runs):
             daemon.start()
             if rng.random() < 0.6:
                 # The feeder sink resumes from its cursor: everything journaled before the kill
@@ -210,6 +239,7 @@ def test_sigkill_at_random_moments_loses_nothing_accepted(
             journaled = check_journal(daemon, accepted, starts=run + 1)
             # Journal first: the feeder never got a request that is not in the journal.
             assert delivered_ids(feeder) <= journaled, "a feed reached the feeder unjournaled"
+            check_delivery_order(feeder, request_seqs(daemon))
 
         # A last, clean life: the backlog drains, SIGTERM, the chain verifies.
         daemon.start()
@@ -223,7 +253,7 @@ def test_sigkill_at_random_moments_loses_nothing_accepted(
             assert last.type.value == "GatewayStopped"
         ids = [m.json()["id"] for m in feeder.messages(ACTION)]
     print(
-        f"{RUNS} kills: {len(accepted)} answers, {len(journaled)} requests journaled, "
+        f"{runs} kills: {len(accepted)} answers, {len(journaled)} requests journaled, "
         f"{len(ids)} deliveries ({len(ids) - len(set(ids))} repeated)"
     )
     # The schedule really exercised something: presses were accepted and requests delivered.

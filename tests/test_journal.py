@@ -413,7 +413,7 @@ async def test_a_torn_tail_is_found_at_open_and_the_journal_set_aside(tmp_path):
     conn.close()
     torn = tmp_path / "torn.db"
     before = torn.read_bytes()
-    with pytest.raises(JournalCorruptError, match="last row"):
+    with pytest.raises(JournalCorruptError, match="seq 3: its fields do not match its hash"):
         Journal.open(torn)
 
     # The daemon sets it aside untouched and starts a new journal linked to its last hash.
@@ -425,13 +425,11 @@ async def test_a_torn_tail_is_found_at_open_and_the_journal_set_aside(tmp_path):
     assert main_file[0].read_bytes() == before
     with JournalReader.open(torn) as reader:
         meta = reader.meta()
-        assert reader.last_seq() == 0
+        assert reader.count() == 0
     assert meta["predecessor"] == main_file[0].name
-    stored_tail = (
-        sqlite3.connect(main_file[0]).execute("SELECT hash FROM events WHERE seq = 3").fetchone()[0]
-    )
-    assert meta["genesis_hash"] == stored_tail
-    assert stored_tail == events[-1].hash  # the hash column was left as it was
+    # Linked to the last hash that verifies (seq 2), numbered on from the highest seq shown.
+    assert meta["genesis_hash"] == events[1].hash
+    assert meta["base_seq"] == "3"
 
 
 # --- feeding never waits on the disk --------------------------------------------------------
@@ -477,7 +475,9 @@ async def test_a_full_disk_holds_events_in_memory_and_records_them_as_recovered(
     assert [e.payload for e in stored] == [e.payload for e in seen]
 
 
-async def test_events_that_can_never_be_written_are_reported_lost_at_stop(tmp_path, caplog):
+async def test_events_the_disk_refuses_until_stop_are_spilled_and_written_at_next_open(
+    tmp_path, caplog
+):
     path = tmp_path / "j.db"
     journal = Journal.open(path)
     journal.STOP_GRACE_S = 0.2
@@ -488,8 +488,15 @@ async def test_events_that_can_never_be_written_are_reported_lost_at_stop(tmp_pa
     results = [await journal.append(request(i)) for i in range(40)]
     assert results[-1].held
     await asyncio.wait_for(journal.aclose(), timeout=10)
-    assert journal.health.lost_at_stop >= 1
-    assert "lost from the ledger" in caplog.text
+    assert journal.health.lost_at_stop == 0
+    assert "in the spill file go in at the next start; 0 lost" in caplog.text
+    held = [e for e in results if e.held]
+    # The next open writes them with their own seqs and ids; the chain verifies.
+    await write(path, [])
+    with JournalReader.open(path) as reader:
+        assert reader.verify() == (results[-1].seq, None)
+        stored = [reader.get(e.seq) for e in held]
+    assert [(e.event_id, e.recovered) for e in stored if e] == [(e.event_id, True) for e in held]
 
 
 async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written_twice(
@@ -523,3 +530,35 @@ async def test_a_commit_that_reports_failure_but_reached_the_disk_is_not_written
         stored = reader.read_after(0)
     assert [e.seq for e in stored] == [1, 2]
     assert not stored[0].recovered  # ... and the disk holds what that first commit wrote
+
+
+async def test_when_the_spill_overflows_no_seq_is_reused_and_nothing_spilled_vanishes(
+    tmp_path, monkeypatch
+):
+    """Beyond the spill's room, events are held in memory only: a stop loses those, but the
+    fsynced high-water mark keeps their seqs from being given again, and the spilled ones stay
+    in a copy beside the set-aside journal."""
+    monkeypatch.setattr("gateway.journal.sidecar.SPILL_BYTES", 2048)  # room for a few events
+    path = tmp_path / "j.db"
+    journal = Journal.open(path)
+    journal.STOP_GRACE_S = 0.1
+    journal.start()
+    for i in range(30):
+        await journal.append(level(i))
+    journal.writer_pragma(f"PRAGMA max_page_count = {_page_count(path)}")
+    results = [await journal.append(request(i)) for i in range(40)]
+    held = [e for e in results if e.held]
+    assert len(held) > 10, "the disk limit never bit"
+    await asyncio.wait_for(journal.aclose(), timeout=10)
+    assert journal.health.lost_at_stop >= 1
+
+    again = Journal.open_or_set_aside(path)
+    again.start()
+    after = await again.append(level(99))
+    await again.aclose()
+    assert after.seq > results[-1].seq  # no seq that was answered is given again
+    spills = list(tmp_path.glob("j.db.damaged-*.spill"))
+    assert len(spills) == 1
+    assert held[0].event_id.encode() in spills[0].read_bytes()
+    with JournalReader.open(path) as reader:
+        assert reader.verify()[1] is None

@@ -75,8 +75,19 @@ ALLOWED_IMPORTS = {
     "cursors": {"files"},
     "verify": {"chain", "rows"},
     "reader": {"chain", "cursors", "files", "filter", "rows", "schema", "verify"},
-    "writer": {"chain", "cursors", "rows"},
-    "appender": {"chain", "cursors", "files", "ids", "reader", "schema", "writer"},
+    "sidecar": set(),
+    "opening": {"chain", "files", "rows", "schema", "sidecar"},
+    "writer": {"chain", "cursors", "rows", "sidecar"},
+    "appender": {
+        "chain",
+        "cursors",
+        "files",
+        "ids",
+        "opening",
+        "reader",
+        "sidecar",
+        "writer",
+    },
 }
 
 

@@ -175,7 +175,7 @@ def _checks(reader: JournalReader, e: Event) -> tuple[bool, bool]:
     """(its fields hash to its stored hash, its prev_hash is the previous row's hash)."""
     row = next(reader.chain_rows(after_seq=e.seq - 1))
     hash_ok = row.seq == e.seq and row_hash(row) == row.hash
-    if e.seq == 1:
+    if e.seq == reader.base_seq() + 1:
         expected_prev = reader.genesis_hash()
     else:
         before = reader.get(e.seq - 1)

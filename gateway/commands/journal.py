@@ -65,8 +65,13 @@ def journal_verify(journal_path: Path | None, config_path: Path | None) -> None:
 
     On a big journal it reports its progress on stderr every 100,000 rows.
     """
+    import sqlite3  # noqa: PLC0415 - only verify needs it
+
     with open_reader(journal_path, config_path) as reader:
-        checked, problem = _verify_with_progress(reader)
+        try:
+            checked, problem = _verify_with_progress(reader)
+        except sqlite3.DatabaseError as e:  # damage past what verify reads row by row
+            checked, problem = 0, f"the journal cannot be read ({e})"
     if problem is not None:
         click.echo(f"BROKEN after {checked} good rows: {problem}")
         sys.exit(EXIT_REJECTED)
@@ -75,7 +80,7 @@ def journal_verify(journal_path: Path | None, config_path: Path | None) -> None:
 
 def _verify_with_progress(reader: JournalReader) -> tuple[int, str | None]:
     """``JournalReader.verify``, with a progress line on stderr every VERIFY_PROGRESS_ROWS."""
-    total = reader.last_seq()
+    total = max(1, reader.last_seq())
     started = time.monotonic()
 
     def show(checked: int) -> None:

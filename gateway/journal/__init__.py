@@ -10,7 +10,10 @@ One job per module:
 - ``reader``    :class:`JournalReader`: committed events, queries, cursors, backlog
 - ``cursors``   sinks' cursors and dead letters: reads, the writer's book, a replay's own row
 - ``verify``    every row rechecked through ``chain.layout``
-- ``writer``    the writer thread: group commit, retries, a failed COMMIT that reached disk
+- ``opening``   what opening checks (the recent window), disk trouble vs damage, salvage
+- ``sidecar``   the high-water mark and the spill: what outlives the journal's tail
+- ``writer``    the writer thread: group commit, retries, spilling, a failed COMMIT that
+                reached disk
 - ``appender``  :class:`Journal`, the daemon's appender: seq, futures, held events, waits
 
 No module outside this package runs SQL against the journal's tables (a test checks it):

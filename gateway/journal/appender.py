@@ -2,14 +2,12 @@
 
 :class:`Journal` numbers each append on the loop, in call order, and hands it to the
 :class:`~gateway.journal.writer.CommitThread`; the caller's future resolves only when its own
-event is committed and fsynced (``held=False``), or at once with ``held=True`` when the disk is
-refusing writes, so that feeding never waits on the disk. Held events are readable (sinks that
-act locally may act on them) and are written with ``recovered=1`` once the disk takes them.
-
-It answers differently from :class:`~gateway.journal.reader.JournalReader` on purpose, so it
-does not pretend to be one: :meth:`Journal.read_visible` includes held events and serves recent
-ones from memory, :meth:`Journal.saved_cursor` is the position a sink last saved (perhaps not
-yet written). For what is on disk, ask :attr:`Journal.reader`.
+event is committed and fsynced (``held=False``), or at once with ``held=True`` (spilled) when
+the disk refuses writes: feeding never waits on the disk. Held events are readable and are
+written with ``recovered=1`` once the disk takes them. Unlike a JournalReader (on purpose, so
+it is not one), :meth:`Journal.read_visible` includes held events and serves recent ones from
+memory, and :meth:`Journal.saved_cursor` may not be written yet; :attr:`Journal.reader` reads
+the disk.
 """
 
 from __future__ import annotations
@@ -27,18 +25,27 @@ from gateway.backoff import Backoff
 from gateway.clock import Clock, SystemClock
 from gateway.errors import JournalCorruptError, JournalError
 from gateway.events import Event, NewEvent, canonical_json
-from gateway.journal.chain import GENESIS_HASH, row_hash
+from gateway.journal.chain import GENESIS_HASH
 from gateway.journal.cursors import CursorBook
 from gateway.journal.files import (
     WriterLock,
     connect_read_write,
+    disk_trouble,
     inspect_file,
     set_aside,
 )
 from gateway.journal.ids import new_event_id
+from gateway.journal.opening import (
+    Window,
+    check_file,
+    degraded_reader,
+    salvage,
+    spilled_after,
+    writer_opener,
+)
 from gateway.journal.reader import JournalReader
-from gateway.journal.schema import SCHEMA_VERSION, migrate
-from gateway.journal.writer import CommitThread, Item, Written
+from gateway.journal.sidecar import Spilled
+from gateway.journal.writer import CommitThread, Item, Sidecars, Written
 
 log = logging.getLogger("gateway.journal")
 
@@ -54,7 +61,10 @@ class WriterHealth:
     commits: int = 0
     events_written: int = 0
     lost_at_stop: int = 0
+    spilled: int = 0
     since_ms: int | None = field(default=None)
+    # Something a person must hear about even while all is well again (a set-aside journal).
+    alert: str | None = None
 
 
 class Journal:
@@ -71,18 +81,26 @@ class Journal:
     RECENT_EVENTS = 1024
 
     def __init__(
-        self, reader: JournalReader, writer: sqlite3.Connection, lock: WriterLock, clock: Clock
+        self,
+        reader: JournalReader,
+        writer: sqlite3.Connection | None,
+        lock: WriterLock,
+        clock: Clock,
+        window: Window | None = None,
     ) -> None:
         self.reader = reader
         self.path = reader.path
         self._writer_conn = writer
+        self._opener: Callable[[], sqlite3.Connection] | None = None
         self._lock = lock
         self._clock = clock
         meta = reader.meta()
-        tail = reader.tail()
+        self._window = window or Window()
+        tail = self._window.tail
         self._tail_hash = tail.hash if tail else meta.get("genesis_hash", GENESIS_HASH)
-        self._next_seq = (tail.seq if tail else 0) + 1
-        self.durable_seq = tail.seq if tail else 0
+        self._base_seq = int(meta.get("base_seq", "0") or 0)
+        self.durable_seq = tail.seq if tail else self._base_seq
+        self._next_seq = self.durable_seq + 1
         self.visible_seq = self.durable_seq
         self.journal_id = meta.get("journal_id", "")
         self._book = CursorBook(reader.cursors(), clock)
@@ -95,6 +113,9 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[asyncio.Future[None]] = []  # woken by _notify
         self.health = WriterHealth()
+        self._replay: list[Spilled] = []
+        # Events of a set-aside predecessor, folded before this journal's own (startup_events)
+        self.carried: list[Event] = []
         # Called on the writer thread with each successful commit's duration in seconds (the
         # metrics' histogram). Must be quick and thread-safe; None: not measured.
         self.on_commit: Callable[[float], None] | None = None
@@ -109,71 +130,109 @@ class Journal:
         clock: Clock | None = None,
         genesis_hash: str = GENESIS_HASH,
         predecessor: str | None = None,
+        base_seq: int = 0,
+        window_ms: int = 0,
+        adopt: str | None = None,
     ) -> Journal:
-        """Open (creating or migrating as needed) and check the chain's tail: O(1) in length.
-
-        ``genesis_hash`` and ``predecessor`` apply only when the file is created: they link a
-        new journal to one that was set aside.
-        """
+        """Open (creating or migrating as needed), checking what start-up reads: the last
+        ``window_ms`` of events and the tail (O(window), not a verify). A disk that refuses
+        writes opens it degraded (held, spilled, retrying); only a file that fails a check
+        raises JournalCorruptError (JournalTailLostError: it ends below its high-water mark).
+        ``genesis_hash``, ``predecessor``, ``base_seq`` apply only to a new file; ``adopt``
+        names a set-aside journal whose spilled events this one takes."""
         path = Path(path)
         clock = clock or SystemClock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        now = clock.now_ms()
         version = inspect_file(path)  # raises, touching nothing, if not ours or too new
         lock = WriterLock.take(path)
+        meta = {
+            "journal_id": new_event_id(),
+            "created_at_ms": str(now),
+            "genesis_hash": genesis_hash,
+        }
+        meta |= {"predecessor": predecessor or "", "base_seq": str(base_seq) if base_seq else ""}
+        open_writer = writer_opener(path, version, meta := {k: v for k, v in meta.items() if v})
+        writer: sqlite3.Connection | None = None
+        trouble: str | None = None
         try:
-            writer = connect_read_write(path)
-            writer.execute("PRAGMA journal_mode = WAL")
-            if version < SCHEMA_VERSION:
-                old = migrate(writer)
-                if old == 0:
-                    _init_meta(writer, genesis_hash, predecessor, clock.now_ms())
-                else:
-                    log.info("journal %s migrated from schema %d to %d", path, old, SCHEMA_VERSION)
-            reader = JournalReader(path, connect_read_write(path))
-        except sqlite3.DatabaseError as e:
+            window, degraded = check_file(path, version, now - window_ms)
+            try:
+                if degraded:
+                    raise sqlite3.OperationalError("disk full or failing at start-up")
+                writer = open_writer()
+                reader_conn = connect_read_write(path)
+            except sqlite3.Error as e:
+                if not disk_trouble(e) and not degraded:
+                    raise JournalCorruptError(f"{path}: cannot be opened as a journal: {e}") from e
+                trouble = f"cannot open for writing: {e}"
+                reader_conn = degraded_reader(path, version, meta)
+            reader = JournalReader(path, reader_conn)
+            try:
+                journal = cls(reader, writer, lock, clock, window)
+                journal._take_spill(adopt)
+            except (JournalError, sqlite3.Error) as e:
+                reader.close()
+                if isinstance(e, JournalError):
+                    raise
+                raise JournalCorruptError(f"{path}: unreadable as a journal: {e}") from e
+        except BaseException:
+            if writer is not None:
+                writer.close()
             lock.release()
-            raise JournalCorruptError(f"{path}: cannot be opened as a journal: {e}") from e
-        try:
-            journal = cls(reader, writer, lock, clock)  # reads meta, tail and cursors
-            journal._check_tail()
-        except (JournalError, sqlite3.DatabaseError) as e:
-            writer.close()
-            reader.close()
-            lock.release()
-            if isinstance(e, JournalError):
-                raise
-            raise JournalCorruptError(f"{path}: unreadable as a journal: {e}") from e
+            raise
+        if trouble is not None:
+            journal._opener = open_writer
+            journal.health.failing = True
+            journal.health.last_error = trouble
+            journal.health.since_ms = now
+            log.critical("JOURNAL %s %s: starting degraded, holding events", path, trouble)
         return journal
 
+    def _take_spill(self, adopt: str | None) -> None:
+        owners = {self.journal_id, adopt or ""} - {""}
+        self._replay = spilled_after(self.path, owners, self.durable_seq)
+        self._next_seq = self.durable_seq + len(self._replay) + 1
+
     @classmethod
-    def open_or_set_aside(cls, path: Path | str, *, clock: Clock | None = None) -> Journal:
-        """:meth:`open`; a damaged journal is set aside untouched and a new one links to it."""
+    def open_or_set_aside(
+        cls, path: Path | str, *, clock: Clock | None = None, window_ms: int = 0
+    ) -> Journal:
+        """:meth:`open`; a damaged journal is set aside untouched and a new one links to the
+        last hash that verifies, numbers on from the highest seq it ever showed, and carries its
+        recent events for the policy."""
         path = Path(path)
         clock = clock or SystemClock()
         try:
-            return cls.open(path, clock=clock)
+            return cls.open(path, clock=clock, window_ms=window_ms)
         except JournalCorruptError as e:
-            aside, last_hash = set_aside(path, e, clock.now_ms())
-            return cls.open(path, clock=clock, genesis_hash=last_hash, predecessor=aside)
+            now = clock.now_ms()
+            aside = set_aside(path, e, now)
+            left = salvage(path.with_name(aside), now - window_ms)
+            highest = max(left.highest_seq, getattr(e, "highest_seq", 0))
+            log.critical(
+                "journal %s set aside as %s: the new one links to seq %d, the last that "
+                "verifies, and numbers on from seq %d",
+                *(path, aside, left.last_good_seq, highest + 1),
+            )
+            journal = cls.open(
+                path,
+                clock=clock,
+                genesis_hash=left.last_good_hash,
+                predecessor=aside,
+                base_seq=highest,
+                window_ms=window_ms,
+                adopt=left.journal_id,
+            )
+            journal.carried = left.carried()
+            journal.health.alert = f"journal set aside as {aside}: {e}"
+            return journal
 
-    def _check_tail(self) -> None:
-        """The last row must hash to itself and link to the one before: O(1), not a verify."""
-        try:
-            tail = self.reader.tail()
-            if tail is None:
-                return
-            if row_hash(tail) != tail.hash:
-                raise JournalCorruptError(
-                    f"{self.path}: the last row (seq {tail.seq}) does not match its hash"
-                )
-            before = self.reader.position_at(tail.seq - 1) if tail.seq > 1 else None
-            if tail.seq > 1 and (before is None or before[0] != tail.prev_hash):
-                raise JournalCorruptError(
-                    f"{self.path}: the last row (seq {tail.seq}) does not link to seq "
-                    f"{tail.seq - 1}"
-                )
-        except sqlite3.DatabaseError as e:
-            raise JournalCorruptError(f"{self.path}: tail unreadable: {e}") from e
+    def startup_events(self) -> tuple[list[Event], list[Event]]:
+        """(The feeder's last reports, the checked window in seq order: a set-aside
+        predecessor's, this journal's, those spilled by an earlier life) for the daemon's fold."""
+        replayed = [r.event() for r in self._replay]
+        return list(self._window.reports), [*self.carried, *self._window.events, *replayed]
 
     # --- running ---------------------------------------------------------------------------
 
@@ -182,6 +241,9 @@ class Journal:
         self._loop = asyncio.get_running_loop()
         self._writer = CommitThread(
             self._writer_conn,
+            opener=self._opener,
+            on_opened=self._on_opened,
+            sidecars=Sidecars(self.path, self.journal_id),
             tail_hash=self._tail_hash,
             book=self._book,
             clock=self._clock,
@@ -194,8 +256,26 @@ class Journal:
             cursor_flush_s=self.CURSOR_FLUSH_S,
             stop_grace_s=self.STOP_GRACE_S,
         )
+        self._writer.failing = self._writer_conn is None
+        replay = [self._replay_item(r) for r in self._replay]
+        if replay:  # in memory and readable at once; written at the writer's first commit
+            self._resolve_held(replay)
         self._writer.start()
+        for item in replay:
+            self._writer.put(item)
         self._writer.wake()  # cursors registered before start() are written like any other
+
+    def _replay_item(self, record: Spilled) -> Item:
+        future = asyncio.get_running_loop().create_future()
+        item = Item(record.new_event(), record.seq, record.payload, future)
+        item.recovered = item.spilled = True
+        return item
+
+    def _on_opened(self, conn: sqlite3.Connection) -> None:
+        """On the loop: the disk took the journal back; read through a normal connection."""
+        self._writer_conn = conn
+        self.reader.reconnect(connect_read_write(self.path))
+        log.warning("journal %s can be written again: continuing the same file", self.path)
 
     async def aclose(self) -> None:
         """Commit everything queued, then stop the writer and close the connections."""
@@ -203,7 +283,8 @@ class Journal:
             self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        self._writer_conn.close()
+        if self._writer_conn is not None:
+            self._writer_conn.close()
         self.close()
 
     def close(self) -> None:
@@ -220,10 +301,9 @@ class Journal:
         seq = self._next_seq
         self._next_seq = seq + 1
         item = Item(new, seq, canonical_json(new.payload.to_dict()), loop.create_future())
-        if writer.failing:
-            # The disk is refusing writes: answer now so that feeding does not wait on it.
-            item.recovered = True
-            self._resolve_held([item])
+        # While the disk refuses writes the writer spills the item and answers it held at once,
+        # without a commit attempt: feeding does not wait on the disk, and nothing answered is
+        # only in memory (docs/reliability.md, fault 2).
         writer.put(item)
         return item.future
 
@@ -233,8 +313,8 @@ class Journal:
     # --- cursors and dead letters ----------------------------------------------------------
 
     def register_cursor(self, sink: str, *, start_at: int) -> int:
-        """The sink's cursor, creating it at ``start_at`` the first time the sink is seen."""
-        seq, created = self._book.register(sink, start_at)
+        """The sink's cursor, created at ``start_at`` (or the journal's base) when first seen."""
+        seq, created = self._book.register(sink, max(start_at, self._base_seq))
         if created and self._writer is not None:
             self._writer.wake()
         return seq
@@ -328,17 +408,19 @@ class Journal:
         self.health.held = len(self._held)
         self._notify()
 
-    def _on_failed(self, items: list[Item], error: str) -> None:
+    def _on_failed(self, items: list[Item], error: str, spilled: int) -> None:
         if not self.health.failing:
             log.critical(
-                "JOURNAL WRITE FAILED (%s): feeding continues; %d event(s) held in memory "
-                "until the journal accepts them",
+                "JOURNAL WRITE FAILED (%s): feeding continues; %d event(s) held (and spilled "
+                "to %s) until the journal accepts them",
                 error,
                 len(items),
+                f"{self.path}.spill",
             )
             self.health.since_ms = self._clock.now_ms()
         self.health.failing = True
         self.health.last_error = error
+        self.health.spilled = spilled
         self._resolve_held(items)
 
     def _commit_timed(self, seconds: float) -> None:
@@ -374,15 +456,19 @@ class Journal:
         self._notify()
 
     def _on_lost(self, backlog: Sequence[Item], error: str) -> None:
-        """In the writer thread, at stop: the disk never took these; say so loudly."""
-        self.health.lost_at_stop = len(backlog)
+        """In the writer thread, at stop: the disk never took these; say so loudly. Spilled
+        ones go in at the next start; the rest (the spill was full) are lost, and the
+        high-water mark keeps their seqs from ever being used again."""
+        lost = [item.seq for item in backlog if not item.spilled]
+        self.health.lost_at_stop = len(lost)
         log.critical(
-            "JOURNAL: stopping with %d event(s) that could not be written (%s): seq %d..%d are "
-            "lost from the ledger",
-            len(backlog),
-            error,
+            "JOURNAL: stopping with seq %d..%d refused by the disk (%s): %d in the spill file "
+            "go in at the next start; %d lost from the ledger (their seqs are never reused)",
             backlog[0].seq,
             backlog[-1].seq,
+            error,
+            len(backlog) - len(lost),
+            len(lost),
         )
 
     # --- for tests and maintenance ---------------------------------------------------------
@@ -392,22 +478,8 @@ class Journal:
         ``max_page_count``). Only safe while no commit is in progress, e.g. between awaits."""
         if not sql.lstrip().upper().startswith("PRAGMA"):
             raise JournalError("writer_pragma takes a PRAGMA only")
-        self._writer_conn.execute(sql)
-
-
-def _init_meta(
-    conn: sqlite3.Connection, genesis_hash: str, predecessor: str | None, now_ms: int
-) -> None:
-    rows = {
-        "journal_id": new_event_id(),
-        "created_at_ms": str(now_ms),
-        "genesis_hash": genesis_hash,
-    }
-    if predecessor:
-        rows["predecessor"] = predecessor
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows.items())
-    conn.execute("COMMIT")
+        if self._writer_conn is not None:
+            self._writer_conn.execute(sql)
 
 
 def _event_of(item: Item, prev_hash: str, hash_: str, *, held: bool = False) -> Event:

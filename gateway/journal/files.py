@@ -7,20 +7,41 @@ it with the same checks and the same pragmas.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 from gateway.errors import JournalCorruptError, JournalError, JournalVersionError, NotAJournalError
-from gateway.journal.chain import GENESIS_HASH
 from gateway.journal.schema import APPLICATION_ID, SCHEMA_VERSION
 
 log = logging.getLogger("gateway.journal")
 
 BUSY_TIMEOUT_MS = 5000
+
+# The SQLite error families that say the disk refused, not that the file is bad.
+_DISK_TROUBLE = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+def disk_trouble(error: BaseException) -> bool:
+    """Whether ``error`` is the disk's trouble (full, I/O, cannot create ``-shm``), not the
+    file's: such a journal is opened degraded, never set aside."""
+    name = getattr(error, "sqlite_errorname", None) or ""
+    return name.startswith(_DISK_TROUBLE)
+
+
+def connect_immutable(path: Path) -> sqlite3.Connection:
+    """Read a journal the disk will not let us open normally: no lock, no ``-shm``, no write.
+
+    ``immutable`` is true only while no process can write the file (this one holds the
+    writer lock and has not opened it for writing).
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
 def inspect_file(path: Path) -> int:
@@ -33,17 +54,16 @@ def inspect_file(path: Path) -> int:
     if not path.exists() or path.stat().st_size == 0:
         return 0
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        app_id, version, tables = _header(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        )
     except sqlite3.Error as e:
-        raise JournalCorruptError(f"{path}: cannot be opened: {e}") from e
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as e:
-        raise JournalCorruptError(f"{path}: not readable as a journal: {e}") from e
-    finally:
-        conn.close()
+        if not disk_trouble(e):
+            raise JournalCorruptError(f"{path}: not readable as a journal: {e}") from e
+        try:  # a full disk cannot create the -shm a WAL reader needs: read it as it stands
+            app_id, version, tables = _header(connect_immutable(path))
+        except sqlite3.Error as e2:
+            raise JournalCorruptError(f"{path}: not readable as a journal: {e2}") from e2
     if app_id != APPLICATION_ID and (app_id != 0 or tables):
         raise NotAJournalError(
             f"{path} is an SQLite database of another application "
@@ -55,6 +75,16 @@ def inspect_file(path: Path) -> int:
             f"({SCHEMA_VERSION}); upgrade the gateway. The file was not modified"
         )
     return int(version)
+
+
+def _header(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        conn.close()
+    return int(app_id), int(version), int(tables)
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
@@ -100,8 +130,11 @@ class WriterLock:
             raise JournalError(
                 f"{path} is already open for writing by pid {holder}: one gateway per journal"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the pid only names the holder: a full disk must not stop the start-up here
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            log.warning("cannot write the pid into %s.lock (%s)", path, e)
         return cls(fd)
 
     def release(self) -> None:
@@ -110,42 +143,29 @@ class WriterLock:
             self._fd = None
 
 
-def last_hash_of_damaged(path: Path) -> str:
-    """The newest hash a damaged journal still shows, or the genesis hash if none can be read.
-
-    Read-only and forgiving: the file failed its checks, so any error here just means the
-    next journal cannot link to it and starts from genesis.
-    """
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return GENESIS_HASH
-    return str(row[0]) if row else GENESIS_HASH
-
-
-def set_aside(path: Path, reason: Exception, now_ms: int) -> tuple[str, str]:
+def set_aside(path: Path, reason: Exception, now_ms: int) -> str:
     """Rename a damaged journal (with its WAL and shared memory) out of the way, untouched.
 
-    Returns (the new file name, its last known hash) so that the journal started in its place
-    can name its predecessor and link its chain to it.
+    Returns the new file name, so that the journal started in its place can name its
+    predecessor. Nothing opens the file before it is renamed: reading it (to salvage what it
+    still shows) happens afterwards, read-only.
     """
-    last_hash = last_hash_of_damaged(path)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_ms / 1000))
     aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():  # two set-asides in one second (a restart loop) keep both
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     for suffix in ("", "-wal", "-shm"):
         part = Path(f"{path}{suffix}")
         if part.exists():
             part.rename(Path(f"{aside}{suffix}"))
-    log.critical(
-        "journal %s could not be opened (%s): set aside as %s, untouched; a new journal "
-        "starts from its last known hash %s",
-        path,
-        reason,
-        aside.name,
-        last_hash[:12],
-    )
-    return aside.name, last_hash
+    # Events spilled for this journal that its successor cannot take back with their seqs (the
+    # spill overflowed and later seqs were lost) must not vanish when the spill is reused: a
+    # copy stays beside the set-aside file. Best effort: the disk may be the trouble.
+    spill = Path(f"{path}.spill")
+    with contextlib.suppress(OSError), spill.open("rb") as f:
+        if f.read(1) not in (b"", b"\0"):
+            shutil.copyfile(spill, Path(f"{aside}.spill"))
+    log.critical("journal %s failed its checks (%s): set aside as %s", path, reason, aside.name)
+    return aside.name

@@ -24,6 +24,9 @@ from gateway.journal.rows import COLUMNS, to_chain, to_event
 from gateway.journal.schema import SCHEMA_VERSION
 from gateway.journal.verify import verify_chain
 
+# The oldest schema this reader reads as it is (v4 only changed a trigger).
+READABLE_FROM = 3
+
 # What a projection reads of each row (the payload still as stored JSON text).
 ALL = EventFilter()  # every event
 
@@ -44,7 +47,7 @@ class JournalReader:
         if not path.exists():
             raise JournalError(f"{path}: no such journal")
         version = inspect_file(path)
-        if version != SCHEMA_VERSION:
+        if version < READABLE_FROM:
             raise JournalVersionError(
                 f"{path} has journal schema {version}; the daemon migrates it to "
                 f"{SCHEMA_VERSION} when it next starts"
@@ -53,6 +56,11 @@ class JournalReader:
 
     def close(self) -> None:
         self._conn.close()
+
+    def reconnect(self, conn: sqlite3.Connection) -> None:
+        """Read through ``conn`` from now on (the appender's, once a degraded open recovers)."""
+        old, self._conn = self._conn, conn
+        old.close()
 
     def __enter__(self) -> JournalReader:
         return self
@@ -64,6 +72,11 @@ class JournalReader:
 
     def meta(self) -> dict[str, str]:
         return {k: v for k, v in self._conn.execute("SELECT key, value FROM meta")}
+
+    def base_seq(self) -> int:
+        """The seq before this journal's first row: 0, or (a successor of a set-aside journal)
+        the highest seq its predecessor showed, so that no seq is ever used twice."""
+        return int(self.meta().get("base_seq", "0") or 0)
 
     def genesis_hash(self) -> str:
         return self.meta().get("genesis_hash", GENESIS_HASH)
@@ -231,4 +244,14 @@ class JournalReader:
 
         ``progress(rows_checked)`` is called every ``every`` rows.
         """
-        return verify_chain(self._conn, self.genesis_hash(), progress, every)
+        try:
+            meta = self.meta()
+        except sqlite3.Error as e:
+            # The rows may still be readable: check them from the first row's own link, and
+            # say the meta table (the genesis hash, the base seq) could not be read.
+            checked, problem = verify_chain(self._conn, None, progress, every)
+            found = f"; {problem}" if problem else f"; {checked} rows link and hash correctly"
+            return checked, f"the journal's meta table is unreadable ({e}){found}"
+        base = int(meta.get("base_seq", "0") or 0)
+        genesis = meta.get("genesis_hash", GENESIS_HASH)
+        return verify_chain(self._conn, genesis, progress, every, base_seq=base)

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 APPLICATION_ID = 0x464D4642  # "FMFB"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = """
 CREATE TABLE meta (
@@ -71,6 +71,23 @@ CREATE TABLE dead_letters (
 """
 
 
+# v4: a journal started after one was set aside continues its predecessor's seq numbers (a
+# sink may already have sent them), so its first seq is meta "base_seq" + 1, not always 1. Only
+# the gapless trigger changes; no event is touched.
+_V4 = """
+DROP TRIGGER events_gapless;
+CREATE TRIGGER events_gapless BEFORE INSERT ON events
+WHEN NEW.seq != COALESCE(
+    (SELECT MAX(seq) FROM events),
+    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'base_seq'),
+    0
+) + 1
+BEGIN
+    SELECT RAISE(ABORT, 'journal seq must be gapless');
+END;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def run(conn: sqlite3.Connection) -> None:
         # executescript would COMMIT first; run statement by statement inside our transaction.
@@ -101,6 +118,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _script(_V1),
     _script(_V2),
     _script(_V3),
+    _script(_V4),
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -29,14 +29,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from gateway.backoff import Backoff
 from gateway.clock import Clock
-from gateway.events import Event, EventType, NewEvent, Origin
+from gateway.events import Event, EventType, FeedRequested, NewEvent, Origin
 from gateway.journal.chain import stored_hash
 from gateway.journal.cursors import CursorBook, DeadLetter, write_cursors, write_dead_letters
 from gateway.journal.rows import COLUMNS
+from gateway.journal.sidecar import FEEDS_KEPT, Feed, HighWater, Spill, Spilled
 
 log = logging.getLogger("gateway.journal")
 
@@ -57,6 +59,8 @@ class Item:
     payload_json: str
     future: asyncio.Future[Event]
     recovered: bool = False
+    spilled: bool = False  # in the spill file (writer thread only)
+    answered: bool = False  # its caller was answered held (writer thread only)
 
 
 Written = tuple[Item, str, str]  # (item, prev_hash, hash) as committed
@@ -64,6 +68,36 @@ Written = tuple[Item, str, str]  # (item, prev_hash, hash) as committed
 # The stored text of each type and origin. An enum's .value goes through a Python-level
 # descriptor (about 0.3 us, twice per row); a dict lookup does not.
 _TEXT: Final[dict[str, str]] = {m: m.value for m in (*EventType, *Origin)}
+
+
+class Sidecars:
+    """The high-water mark and the spill (``sidecar``), opened by the writer's owner."""
+
+    def __init__(self, path: Path, journal_id: str) -> None:
+        self.journal_id = journal_id
+        self.mark = HighWater(path, journal_id)
+        self.spill = Spill(path)
+
+    def close(self) -> None:
+        self.mark.close()
+        self.spill.close()
+
+
+def _feeds(written: list[Written]) -> list[Feed] | None:
+    """The last accepted feeds among ``written``, oldest first, for the high-water mark (the
+    mark keeps only FEEDS_KEPT: a burst is read from its end and no further)."""
+    out: list[Feed] | None = None
+    for item, _, _ in reversed(written):
+        payload = item.new.payload
+        if payload.__class__ is FeedRequested:
+            assert isinstance(payload, FeedRequested)
+            out = out or []
+            bowls = [b.value for b in payload.bowls]
+            out.append((item.seq, item.new.occurred_at_ms, payload.request_id, bowls))
+            if len(out) >= FEEDS_KEPT:
+                break
+    return None if out is None else out[::-1]
+
 
 _STOP: Final = object()
 _WAKE: Final = object()
@@ -74,21 +108,29 @@ class CommitThread:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | None,
         *,
+        opener: Callable[[], sqlite3.Connection] | None,
+        on_opened: Callable[[sqlite3.Connection], None],
+        sidecars: Sidecars,
         tail_hash: str,
         book: CursorBook,
         clock: Clock,
         retry: Backoff,
         loop: asyncio.AbstractEventLoop,
         on_committed: Callable[[list[Written]], None],
-        on_failed: Callable[[list[Item], str], None],
+        on_failed: Callable[[list[Item], str, int], None],
         on_lost: Callable[[Sequence[Item], str], None],
         on_commit_time: Callable[[float], None],
         cursor_flush_s: float,
         stop_grace_s: float,
     ) -> None:
         self._conn = conn
+        self._opener = opener
+        self._on_opened = on_opened
+        self._sidecars = sidecars
+        self._spill_full_said = False
+        self._last_error = "the disk is refusing writes"  # the last commit's error, for status
         self._tail_hash = tail_hash
         self._book = book
         self._clock = clock
@@ -127,40 +169,48 @@ class CommitThread:
     def join(self) -> None:
         self._thread.join()
 
-    def pragma(self, sql: str) -> None:
-        self._conn.execute(sql)
-
     # --- the thread ------------------------------------------------------------------------
 
     def _main(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._sidecars.close()
+
+    def _run(self) -> None:
         q = self._queue
         backlog: list[Item] = []  # in seq order: a failed batch first, then newer items
         stopping_ms: int | None = None
-        retry_in: float | None = None  # set while the disk refuses: wait, then try again
+        # While the disk refuses: when to try again. New items meanwhile are spilled and
+        # answered without a commit attempt, so a press never waits on a failing disk.
+        retry_at: int | None = None if not self.failing else self._clock.monotonic_ms()
         while True:
+            wait = None if retry_at is None else retry_at - self._clock.monotonic_ms()
             try:
-                got: object = q.get() if retry_in is None else q.get(timeout=retry_in)
+                got: object = q.get() if wait is None else q.get(timeout=max(0, wait) / 1000)
             except queue.Empty:
                 got = None
             stopping_ms = self._absorb(got, backlog, stopping_ms)
-            if not backlog and stopping_ms is None:
+            if not backlog and stopping_ms is None and retry_at is None:
                 stopping_ms = self._wait_for_company(backlog)
             # One consumer: an item seen by empty() is still there for get_nowait() (cheaper
             # than letting get_nowait() raise Empty once per commit).
             while not q.empty():
                 stopping_ms = self._absorb(q.get_nowait(), backlog, stopping_ms)
+            if retry_at is not None and self._clock.monotonic_ms() < retry_at:
+                self._hold(backlog, None)
+                continue
             cursors, letters = self._book.snapshot()
             if backlog or cursors or letters:
                 try:
+                    self._ensure_open()
                     began = time.perf_counter()
                     written = self._commit(backlog, cursors, letters)
                     self._on_commit_time(time.perf_counter() - began)
                 except sqlite3.Error as e:
                     self.failing = True
-                    for item in backlog:
-                        item.recovered = True
-                    self._loop.call_soon_threadsafe(self._on_failed, list(backlog), str(e))
-                    retry_in = self._retry.next_delay()
+                    self._hold(backlog, str(e))
+                    retry_at = self._clock.monotonic_ms() + int(self._retry.next_delay() * 1000)
                     if (
                         stopping_ms is not None
                         and self._clock.monotonic_ms() - stopping_ms > self._stop_grace_ms
@@ -168,16 +218,83 @@ class CommitThread:
                         self._on_lost(backlog, str(e))
                         return
                     continue
-                if retry_in is not None:
+                if retry_at is not None:
                     self.failing = False
                     self._retry.reset()
-                    retry_in = None
+                    retry_at = None
                 self._book.written(cursors, letters)
                 backlog = []
                 if written:
+                    self._sidecars.mark.note(written[-1][0].seq, feeds=_feeds(written))
+                    self._sidecars.spill.clear()
                     self._loop.call_soon_threadsafe(self._on_committed, written)
             if stopping_ms is not None and not backlog:
                 return
+
+    def _ensure_open(self) -> None:
+        """A journal opened degraded gets its write connection once the disk allows it: the
+        same file, continued (raises sqlite3.Error while it still refuses)."""
+        if self._conn is None and self._opener is not None:
+            conn = self._opener()
+            # Readers switch off the immutable connection before the first commit changes the
+            # file under it (an immutable reader may cache what it read).
+            switched = threading.Event()
+
+            def switch() -> None:
+                try:
+                    self._on_opened(conn)
+                finally:
+                    switched.set()
+
+            self._loop.call_soon_threadsafe(switch)
+            switched.wait(timeout=5)
+            self._conn = conn
+        if self._conn is None:
+            raise sqlite3.OperationalError("the journal is not open for writing")
+
+    def _hold(self, backlog: list[Item], error: str | None) -> None:
+        """The disk refused ``backlog``: spill what is not yet spilled (durably, before anyone
+        is told), then answer each caller not yet answered with its event held."""
+        fresh = [item for item in backlog if not item.answered]
+        if not fresh and error is None:
+            return
+        unspilled = [item for item in fresh if not item.spilled]
+        if unspilled:
+            spill = self._sidecars.spill
+            if spill.add([self._spilled(item) for item in unspilled]):
+                for item in unspilled:
+                    item.spilled = True
+            else:
+                # No room: these live in memory only. The mark, fsynced, keeps their seqs from
+                # ever being reused if they are lost.
+                self._sidecars.mark.note(unspilled[-1].seq, sync=True)
+                if not self._spill_full_said:
+                    self._spill_full_said = True
+                    log.critical(
+                        "journal spill %s is full or unusable: events from seq %d are held in "
+                        "memory only",
+                        spill.path,
+                        unspilled[0].seq,
+                    )
+        for item in fresh:
+            item.recovered = True
+            item.answered = True
+        self._last_error = error or self._last_error
+        reason = self._last_error
+        self._loop.call_soon_threadsafe(self._on_failed, fresh, reason, self._sidecars.spill.count)
+
+    def _spilled(self, item: Item) -> Spilled:
+        new = item.new
+        return Spilled(
+            self._sidecars.journal_id,
+            item.seq,
+            new.event_id,
+            _TEXT[new.payload.TYPE],
+            new.occurred_at_ms,
+            new.clock_synced,
+            _TEXT[new.origin],
+            item.payload_json,
+        )
 
     def _absorb(self, got: object, backlog: list[Item], stopping_ms: int | None) -> int | None:
         if got.__class__ is Item:
@@ -208,6 +325,7 @@ class CommitThread:
         """One transaction: the events in order, then cursors and dead letters.
         Raises sqlite3.Error (rolled back)."""
         conn = self._conn
+        assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
             # Only a commit that reported failure can have reached the disk regardless.
@@ -255,6 +373,7 @@ class CommitThread:
         if not items:
             return []
         conn = self._conn
+        assert conn is not None
         (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         if last < items[0].seq:
             return []
