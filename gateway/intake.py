@@ -26,7 +26,6 @@ from gateway.events import (
     Bowl,
     ClickType,
     Event,
-    EventType,
     FeedRejected,
     FeedRequested,
     InputsSuppressed,
@@ -257,21 +256,6 @@ def _consume(future: asyncio.Future[Event]) -> None:
     """Nobody awaits a summary: its failure is logged, not left unretrieved."""
     if not future.cancelled() and future.exception() is not None:
         log.error("could not journal a summary: %s", future.exception())
-
-
-def fold_recent_state(journal: JournalReader, window_ms: int, now_ms: int) -> GatewayState:
-    """Rebuild the working state from the journal's recent window plus the feeder's last
-    reports (indexed lookups), so start-up does not read the whole ledger."""
-    state = GatewayState(window_ms)
-    level = journal.last_of_types([EventType.FOOD_LEVEL_CHANGED])
-    if level is not None:
-        state.apply_event(level)
-    availability = journal.last_of_types([EventType.FEEDER_ONLINE, EventType.FEEDER_OFFLINE])
-    if availability is not None:
-        state.apply_event(availability)
-    for event in journal.recent(since_ms=now_ms - window_ms):
-        state.apply_event(event)
-    return state
 
 
 def fold_startup_state(
