@@ -29,6 +29,7 @@ from waiting import wait_for
 from gateway.control import call
 from gateway.errors import ControlError
 from gateway.journal import EventFilter, JournalReader
+from gateway.toml_write import toml_text
 
 # The CLI as this interpreter runs it: no dependence on PATH, pyenv shims or a venv's bin/.
 FMFB: list[str] = [sys.executable, "-c", "from gateway.cli import main; main(prog_name='fmfb')"]
@@ -43,35 +44,6 @@ LOW_LIMITS: Mapping[str, int] = {"cap_per_bowl": 2, "cap_period_s": 86_400, "min
 
 # Variables a test environment may carry that must not leak into a daemon or CLI by accident.
 _SCRUBBED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "FMFB_CONFIG", "STATE_DIRECTORY")
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{text}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def toml_text(data: Mapping[str, Any], _prefix: str = "") -> str:
-    """A small TOML writer: scalars, lists of scalars, tables and arrays of tables."""
-    scalars: list[str] = []
-    tables: list[str] = []
-    for key, value in data.items():
-        name = f"{_prefix}{key}"
-        if isinstance(value, Mapping):
-            tables.append(f"\n[{name}]\n" + toml_text(value, f"{name}."))
-        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            for item in value:
-                tables.append(f"\n[[{name}]]\n" + toml_text(item, f"{name}."))
-        else:
-            scalars.append(f"{key} = {_toml_value(value)}\n")
-    return "".join(scalars) + "".join(tables)
 
 
 def fmfb_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
