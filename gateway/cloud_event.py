@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from json.encoder import encode_basestring as _quote
+from typing import Any, Final
 
-from gateway.events import ClickType, Event, FeedRejected, FeedRequested, Origin
+from gateway.events import (
+    PAYLOAD_KEYS,
+    ClickType,
+    Event,
+    FeedRejected,
+    FeedRequested,
+    Origin,
+    canonical_json,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,43 +40,72 @@ def click_type_of(event: Event) -> ClickType | None:
 
 
 def cloud_detail(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> dict[str, Any]:
+    """The detail as a dict: exactly what :func:`detail_json` sends, read back."""
+    detail: dict[str, Any] = json.loads(detail_json(event, gateway_id, replay))
+    return detail
+
+
+def payload_json(event: Event) -> str:
+    """The payload as the journal stores it (canonical JSON: compact, keys sorted): the text
+    it was read with, or encoded afresh for an event that never was."""
+    return event.stored_payload or canonical_json(event.payload.to_dict())
+
+
+# The payload types that carry an "origin" of their own (the requests).
+_OWN_ORIGIN: Final = frozenset(cls for cls, keys in PAYLOAD_KEYS.items() if "origin" in keys)
+
+# For the replay mark (rare): the compact encoder, built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def envelope_members(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
+    """The detail's keys beyond the payload's own, as JSON object members without the braces
+    (``"type":"FeedRequested","event-id":…``). Its keys are hyphenated and payload keys are
+    snake_case, so none collide.
+
+    Written out member by member rather than by encoding a dict: this runs for every event a
+    cloud sink sends, and it costs a third as much. Each value is a JSON literal by
+    construction: strings through the json module's own quoting (as the compact encoder
+    writes them, not ASCII-escaped), integers and booleans as JSON writes them. A test holds
+    it equal to encoding the dict.
+    """
     payload = event.payload
-    detail: dict[str, Any] = payload.to_dict()  # a new dict each call: ours to extend
+    members = []
     # A request's own "origin" (button, cli, cloud) stays: it says who asked, also on a
-    # FeedRejected the feeder recorded. Other events get where they came from. (Enum members
-    # as they are: StrEnums, written by JSON as their values.)
-    detail.setdefault("origin", event.origin)
-    # The envelope's keys are hyphenated; payload keys are snake_case, so none collide.
-    detail.update(
-        {
-            "type": payload.TYPE,
-            "event-id": event.event_id,
-            "gateway-id": gateway_id,
-            "seq": event.seq,
-            "chain-hash": event.hash,
-            "occurred-at-ms": event.occurred_at_ms,
-            "clock-synced": event.clock_synced,
-        }
+    # FeedRejected the feeder recorded. Other events get where they came from.
+    if type(payload) not in _OWN_ORIGIN:
+        members.append(f'"origin":{_quote(event.origin)},')
+    members.append(
+        f'"type":{_quote(payload.TYPE)},"event-id":{_quote(event.event_id)},'
+        f'"gateway-id":{_quote(gateway_id)},"seq":{event.seq:d},'
+        f'"chain-hash":{_quote(event.hash)},"occurred-at-ms":{event.occurred_at_ms:d},'
+        f'"clock-synced":{"true" if event.clock_synced else "false"}'
     )
     if event.recovered:
-        detail["recovered"] = True
+        members.append(',"recovered":true')
     click = click_type_of(event)
     if click is not None:
-        detail["click-type"] = click
+        members.append(f',"click-type":{_quote(click)}')
     if replay is not None:
-        detail["replay"] = {
+        mark = {
             "name": replay.name,
             "original-seq": event.seq,
             "original-time-ms": event.occurred_at_ms,
         }
-    return detail
-
-
-# One encoder, built once (json.dumps builds one per call with these options).
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        members.append(f',"replay":{_COMPACT.encode(mark)}')
+    return "".join(members)
 
 
 def detail_json(event: Event, gateway_id: str, replay: ReplayMark | None = None) -> str:
     """The detail as one line of compact JSON (UTF-8 text, not ASCII-escaped): what
-    EventBridge, IoT Core, the JSONL sink and replays send, so every copy reads the same."""
-    return _COMPACT.encode(cloud_detail(event, gateway_id, replay))
+    EventBridge, IoT Core, the JSONL sink and replays send, so every copy reads the same.
+
+    The payload's keys come first, as the journal stores them (sorted), then the envelope's.
+    The stored text is joined to the envelope rather than encoded again: this runs for every
+    event a cloud sink sends, and the payload is most of the detail.
+    """
+    payload = payload_json(event)
+    members = envelope_members(event, gateway_id, replay)
+    if payload == "{}":
+        return f"{{{members}}}"
+    return f"{payload[:-1]},{members}}}"

@@ -26,9 +26,15 @@ class EchoLedger:
         # (click, second) -> wall-clock ms at which each credit was left, oldest first.
         self._credits: dict[tuple[ClickType, int], deque[int]] = {}
         self.absorbed = 0
+        self._pruned_at_ms = 0
 
     def forwarded(self, click: ClickType, occurred_at_ms: int, now_ms: int) -> None:
         """An event with this click type and time was sent where an echo may come from."""
+        # Expired credits go here too, at most once a window (so a send stays O(1)): where no
+        # echo ever comes (no rule or Lambda behind the bus), nothing else would drop them,
+        # and the ledger would grow for as long as the daemon runs.
+        if abs(now_ms - self._pruned_at_ms) >= self.window_ms:
+            self.prune(now_ms)
         self._credits.setdefault((click, occurred_at_ms // 1000), deque()).append(now_ms)
 
     def take(self, click: ClickType, reported_second: int, now_ms: int) -> bool:
@@ -45,6 +51,7 @@ class EchoLedger:
         return True
 
     def prune(self, now_ms: int) -> None:
+        self._pruned_at_ms = now_ms
         horizon = now_ms - self.window_ms
         for key in [k for k, times in self._credits.items() if times[-1] < horizon]:
             del self._credits[key]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
 from gateway.event_kinds import (
@@ -40,6 +40,7 @@ from gateway.payload_fields import (
 # The vocabularies and the field validators live in their own modules (so the payload modules
 # can share them without importing each other); this is the one place to import them from.
 __all__ = [
+    "PAYLOAD_KEYS",
     "PAYLOAD_TYPES",
     "REQUEST_ORIGINS",
     "AlertCleared",
@@ -81,6 +82,12 @@ __all__ = [
 # --- payloads ------------------------------------------------------------------------------
 
 
+# _RequestData's fields, in order.
+_RequestFields = tuple[
+    str, tuple[Bowl, ...], int, int, Origin, str | None, ClickType | None, str | None, int | None
+]
+
+
 @dataclass(frozen=True, slots=True)
 class _RequestData:
     """What a feed request carries; shared by FeedRequested and FeedRejected."""
@@ -119,20 +126,22 @@ class _RequestData:
         return out
 
     @staticmethod
-    def _request_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    def _request_fields(data: Mapping[str, Any]) -> _RequestFields:
+        """The fields in declaration order (passed positionally: every request read back
+        from the journal comes through here, and keywords cost more)."""
         click = optional(data, "click_type", str)
         meal_at = None if data.get("meal_at_ms") is None else non_negative_int(data, "meal_at_ms")
-        return {
-            "request_id": require(data, "request_id", str),
-            "bowls": parse_bowls(require(data, "bowls", list)),
-            "portion_ms": non_negative_int(data, "portion_ms"),
-            "expires_at_ms": non_negative_int(data, "expires_at_ms"),
-            "origin": parse_enum(Origin, "origin", require(data, "origin", str)),
-            "button": optional(data, "button", str),
-            "click_type": None if click is None else parse_enum(ClickType, "click_type", click),
-            "schedule": optional(data, "schedule", str),
-            "meal_at_ms": meal_at,
-        }
+        return (
+            require(data, "request_id", str),
+            parse_bowls(require(data, "bowls", list)),
+            non_negative_int(data, "portion_ms"),
+            non_negative_int(data, "expires_at_ms"),
+            parse_enum(Origin, "origin", require(data, "origin", str)),
+            optional(data, "button", str),
+            None if click is None else parse_enum(ClickType, "click_type", click),
+            optional(data, "schedule", str),
+            meal_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +153,7 @@ class FeedRequested(_RequestData):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(**cls._request_fields(data))
+        return cls(*cls._request_fields(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +187,9 @@ class FeedRejected(_RequestData):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return cls(
-            **cls._request_fields(data),
-            reason=require(data, "reason", str),
-            refused_by=parse_enum(RefusedBy, "refused_by", require(data, "refused_by", str)),
+            *cls._request_fields(data),
+            require(data, "reason", str),
+            parse_enum(RefusedBy, "refused_by", require(data, "refused_by", str)),
         )
 
 
@@ -381,8 +390,22 @@ PAYLOAD_TYPES: dict[EventType, type[Payload]] = {
 
 
 def payload_from_dict(event_type: str, data: Mapping[str, Any]) -> Payload:
-    cls = PAYLOAD_TYPES[parse_enum(EventType, "type", event_type)]
+    # A StrEnum member hashes and compares as its value: the text looks its class up directly
+    # (anything but a str goes to parse_enum, which names what is wrong).
+    cls: type[Payload] | None = (
+        PAYLOAD_TYPES.get(event_type)  # type: ignore[call-overload]
+        if type(event_type) is str
+        else None
+    )
+    if cls is None:
+        cls = PAYLOAD_TYPES[parse_enum(EventType, "type", event_type)]
     return cls.from_dict(data)
+
+
+# Each payload type's field names: what its dict may hold (to_dict writes no other key).
+PAYLOAD_KEYS: dict[type[Payload], frozenset[str]] = {
+    cls: frozenset(f.name for f in fields(cls)) for cls in PAYLOAD_TYPES.values()
+}
 
 
 # Built once: json.dumps with these options builds a new encoder per call, which was half the
@@ -428,6 +451,10 @@ class Event:
     hash: str = ""
     # Not stored: true while the event is held in memory because the disk refused it.
     held: bool = field(default=False, compare=False)
+    # The payload's stored JSON text (canonical_json of its dict) when the journal knows it,
+    # else "". Kept so that the cloud detail, built for every event sent, need not encode
+    # the payload again (gateway.cloud_event.payload_json).
+    stored_payload: str = field(default="", compare=False, repr=False)
 
     @property
     def type(self) -> EventType:

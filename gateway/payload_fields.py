@@ -6,6 +6,8 @@ so a bad row or message says exactly which field is wrong. Re-exported by ``gate
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -23,6 +25,23 @@ def require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) ->
 
     ``bool`` is refused where ``int`` is asked for: JSON ``true`` is not a duration.
     """
+    # The common case first, in one comparison: a value of exactly the type asked for (never a
+    # bool for an int: ``type(True) is bool``). Every journal row read back passes here several
+    # times; anything else takes the full checks below, which also word the error.
+    value = data.get(key, _MISSING)
+    if type(value) is kind:
+        return value
+    return _checked(data, key, kind)
+
+
+class _Missing:
+    """The value of an absent key: of a type nobody asks ``require`` for."""
+
+
+_MISSING: Any = _Missing()
+
+
+def _checked(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in data:
         raise PayloadError(key, "missing")
     value = data[key]
@@ -64,6 +83,13 @@ def parse_enum(enum: type[E], key: str, value: Any) -> E:
 
 def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
     """A non-empty list of distinct bowls, returned in canonical order (left before right)."""
+    if type(value) is list:
+        # Every valid list, looked up at once (a few dozen at most); anything else, including
+        # a list holding unhashable things, gets the checks below and their error.
+        with contextlib.suppress(TypeError):
+            known = _VALID_BOWLS.get(tuple(value))
+            if known is not None:
+                return known
     if not isinstance(value, list | tuple) or not value:
         raise PayloadError(key, "expected a non-empty list of bowls")
     bowls = {parse_enum(Bowl, key, v) for v in value}
@@ -75,6 +101,15 @@ def parse_bowls(value: Any, key: str = "bowls") -> tuple[Bowl, ...]:
 def canonical_bowls(bowls: Iterable[Bowl]) -> tuple[Bowl, ...]:
     chosen = set(bowls)
     return tuple(b for b in Bowl if b in chosen)
+
+
+# Each valid bowls list (every order of every non-empty set of distinct bowls) → its canonical
+# tuple.
+_VALID_BOWLS: dict[tuple[Any, ...], tuple[Bowl, ...]] = {
+    tuple(b.value for b in chosen): canonical_bowls(chosen)
+    for n in range(1, len(Bowl) + 1)
+    for chosen in itertools.permutations(Bowl, n)
+}
 
 
 def non_negative_int(data: Mapping[str, Any], key: str) -> int:

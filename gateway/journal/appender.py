@@ -487,14 +487,6 @@ def _event_of(item: Item, prev_hash: str, hash_: str, *, held: bool = False) -> 
     new = item.new
     # Positional: this runs once per event on the loop, and keywords cost more.
     return Event(
-        item.seq,
-        new.event_id,
-        new.occurred_at_ms,
-        new.clock_synced,
-        new.origin,
-        new.payload,
-        item.recovered,
-        prev_hash,
-        hash_,
-        held,
-    )
+        item.seq, new.event_id, new.occurred_at_ms, new.clock_synced, new.origin, new.payload,
+        item.recovered, prev_hash, hash_, held, item.payload_json,
+    )  # fmt: skip

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any, Final
 
-from gateway.events import Event, Origin, parse_enum, payload_from_dict
+from gateway.events import PAYLOAD_KEYS, Event, Origin, parse_enum, payload_from_dict
 from gateway.journal.chain import ChainRow
 
 # In the order of the events table, which is also the order every query here selects.
@@ -33,14 +33,24 @@ def to_chain(row: Stored) -> ChainRow:
 
 
 def to_event(row: Stored) -> Event:
+    text = row[7]
+    data = json.loads(text)
+    payload = payload_from_dict(row[2], data)
+    # The stored text goes along only if it says no more than the typed payload (no key the
+    # payload does not know, from a newer version or a hand-edited file): the cloud detail is
+    # built from it.
+    stored = text if type(data) is dict and data.keys() <= PAYLOAD_KEYS[type(payload)] else ""
+    # Positional: this runs for every row read back, and keywords cost more.
     return Event(
-        seq=row[0],
-        event_id=row[1],
-        occurred_at_ms=row[3],
-        clock_synced=bool(row[4]),
-        origin=parse_enum(Origin, "origin", row[5]),
-        payload=payload_from_dict(row[2], json.loads(row[7])),
-        recovered=bool(row[6]),
-        prev_hash=row[8],
-        hash=row[9],
+        row[0],
+        row[1],
+        row[3],
+        bool(row[4]),
+        parse_enum(Origin, "origin", row[5]),
+        payload,
+        bool(row[6]),
+        row[8],
+        row[9],
+        False,
+        stored,
     )

@@ -2,7 +2,7 @@
 commands ← IoT Core's ``cat-feeder/action``.
 
 Out: every durable event from the sink's cursor, in seq order, as the compact JSON of its cloud
-detail (:func:`gateway.cloud_event.cloud_detail`), at QoS 1 on ``topic``, paced by
+detail (:func:`gateway.cloud_event.detail_json`), at QoS 1 on ``topic``, paced by
 :class:`gateway.rate.Pacer` (IoT Core throttles a connection above about 100 publishes a
 second) with at most ``MAX_IN_FLIGHT`` unacknowledged at once.
 
