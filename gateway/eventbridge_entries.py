@@ -40,8 +40,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
-from gateway.cloud_event import ReplayMark, detail_json
-from gateway.events import Event, EventType
+from gateway.cloud_event import ReplayMark, stored_detail
+from gateway.events import ClickType, Event, EventType, parse_enum
+from gateway.stored_event import StoredEvent, stored_of
 
 MAX_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 262_144  # 256 KiB, for the sum of the entry sizes in one call
@@ -62,21 +63,24 @@ class EntrySpec:
     event_types: frozenset[EventType] | None = None
     replay: ReplayMark | None = None
 
-    def wants(self, event: Event) -> bool:
+    def wants(self, event: Event | StoredEvent) -> bool:
+        # A stored type is the EventType's value, and a StrEnum member equals its value.
         return self.event_types is None or event.type in self.event_types
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One journal event as a PutEvents request entry, with its documented size."""
+    """One journal event as a PutEvents request entry, with its documented size and the
+    click type its detail carries (an echo may come back for it)."""
 
-    event: Event
+    stored: StoredEvent
     request: Mapping[str, Any]
     size: int
+    click: ClickType | None = None
 
     @property
     def seq(self) -> int:
-        return self.event.seq
+        return self.stored.seq
 
     @property
     def oversized(self) -> bool:
@@ -106,22 +110,35 @@ def entry_size(request: Mapping[str, Any]) -> int:
 
 
 # The detail-type of each event type, worked out once (the sink builds thousands of entries).
-_DETAIL_TYPES: Final = {t: (t.detail_type, utf8_len(t.detail_type)) for t in EventType}
+# By the type's stored name (an EventType member, being a StrEnum, finds its entry too).
+_DETAIL_TYPES: Final[dict[str, tuple[str, int]]] = {
+    t.value: (t.detail_type, utf8_len(t.detail_type)) for t in EventType
+}
 
 
-def build_entry(event: Event, spec: EntrySpec) -> Entry:
-    detail_type, detail_type_bytes = _DETAIL_TYPES[event.type]
-    detail = detail_json(event, spec.gateway_id, spec.replay)
+def _detail_type(event_type: str) -> tuple[str, int]:
+    """The detail-type of a stored type name and its size; an unknown name is refused by
+    name, as decoding the event would refuse it."""
+    found = _DETAIL_TYPES.get(event_type)
+    return found if found is not None else _DETAIL_TYPES[parse_enum(EventType, "type", event_type)]
+
+
+def build_entry(event: Event | StoredEvent, spec: EntrySpec) -> Entry:
+    """The entry for an event; a sink passes it as stored (see
+    :func:`gateway.cloud_event.stored_detail`), and any other caller may pass it decoded."""
+    stored = event if isinstance(event, StoredEvent) else stored_of(event)
+    detail_type, detail_type_bytes = _detail_type(stored.type)
+    detail, click = stored_detail(stored, spec.gateway_id, spec.replay)
     request: dict[str, Any] = {
         "EventBusName": spec.bus,
         "Source": spec.source,
         "DetailType": detail_type,
-        "Time": event_time(event.occurred_at_ms),
+        "Time": event_time(stored.occurred_at_ms),
         "Detail": detail,
     }
     # entry_size(request), without measuring the constant parts again.
     size = TIME_BYTES + utf8_len(spec.source) + detail_type_bytes + utf8_len(detail)
-    return Entry(event=event, request=request, size=size)
+    return Entry(stored, request, size, click)
 
 
 # --- batches -------------------------------------------------------------------------------
@@ -168,7 +185,10 @@ def oversized_error(entry: Entry) -> str:
 
 
 def iter_plan(
-    events: Iterable[Event], spec: EntrySpec, *, max_entries: int = MAX_ENTRIES
+    events: Iterable[Event] | Iterable[StoredEvent],
+    spec: EntrySpec,
+    *,
+    max_entries: int = MAX_ENTRIES,
 ) -> Iterator[Step]:
     """Turn events read after the cursor (in seq order) into steps (see the module docstring),
     yielding each step as soon as it is complete, so a sink can send one while it plans the
@@ -213,7 +233,12 @@ def iter_plan(
         yield SendStep(first, through, tuple(entries))
 
 
-def plan(events: Iterable[Event], spec: EntrySpec, *, max_entries: int = MAX_ENTRIES) -> list[Step]:
+def plan(
+    events: Iterable[Event] | Iterable[StoredEvent],
+    spec: EntrySpec,
+    *,
+    max_entries: int = MAX_ENTRIES,
+) -> list[Step]:
     """All the steps for ``events`` at once (see :func:`iter_plan`)."""
     return list(iter_plan(events, spec, max_entries=max_entries))
 

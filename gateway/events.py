@@ -460,6 +460,11 @@ class Event:
     def type(self) -> EventType:
         return self.payload.TYPE
 
+    def payload_text(self) -> str:
+        """The payload as the journal stores it (canonical JSON): the text it was read with,
+        or encoded afresh for an event that never was."""
+        return self.stored_payload or canonical_json(self.payload.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object ``fmfb journal list --json`` prints, one per line."""
         return {

@@ -180,9 +180,9 @@ def test_oversized_boundary() -> None:
     assert at_limit.size == MAX_BATCH_BYTES
     assert not at_limit.oversized
     assert over.oversized
-    steps = plan([at_limit.event], SPEC)
+    steps = plan([at_limit.stored], SPEC)
     assert isinstance(steps[0], SendStep)
-    steps = plan([over.event], SPEC)
+    steps = plan([over.stored], SPEC)
     assert isinstance(steps[0], DeadLetterStep)
     assert "262145 bytes" in steps[0].error
 

@@ -46,6 +46,7 @@ from gateway.journal.opening import (
 from gateway.journal.reader import JournalReader
 from gateway.journal.sidecar import Spilled
 from gateway.journal.writer import CommitThread, Item, Sidecars, Written
+from gateway.stored_event import StoredEvent
 
 log = logging.getLogger("gateway.journal")
 
@@ -365,6 +366,11 @@ class Journal:
                     break
                 events.append(held)
         return events
+
+    def read_stored(self, after: int, limit: int, *, upto: int | None = None) -> list[StoredEvent]:
+        """Durable events after ``after`` (and up to ``upto``) as stored, in seq order."""
+        bound = self.durable_seq if upto is None else min(upto, self.durable_seq)
+        return self.reader.read_stored_after(after, limit, upto=bound) if after < bound else []
 
     async def wait_beyond(self, seq: int) -> None:
         """Return once an event with a seq above ``seq`` is readable (durable or held)."""

@@ -23,6 +23,7 @@ from gateway.journal.filter import EventFilter
 from gateway.journal.rows import COLUMNS, to_chain, to_event
 from gateway.journal.schema import SCHEMA_VERSION
 from gateway.journal.verify import verify_chain
+from gateway.stored_event import StoredEvent
 
 # The oldest schema this reader reads as it is (v4 only changed a trigger).
 READABLE_FROM = 3
@@ -120,18 +121,25 @@ class JournalReader:
         self, after_seq: int, limit: int = 500, *, upto: int | None = None
     ) -> list[Event]:
         """Committed events with seq > after_seq (and <= upto), in seq order."""
+        return [to_event(r) for r in self._rows_after(after_seq, limit, upto)]
+
+    def read_stored_after(
+        self, after_seq: int, limit: int = 500, *, upto: int | None = None
+    ) -> list[StoredEvent]:
+        """:meth:`read_after`, undecoded: the rows as stored."""
+        return [StoredEvent._make(r) for r in self._rows_after(after_seq, limit, upto)]
+
+    def _rows_after(self, after_seq: int, limit: int, upto: int | None) -> sqlite3.Cursor:
         if upto is None:
-            rows = self._conn.execute(
+            return self._conn.execute(
                 f"SELECT {COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
                 (after_seq, limit),
             )
-        else:
-            rows = self._conn.execute(
-                f"SELECT {COLUMNS} FROM events WHERE seq > ? AND seq <= ? "  # noqa: S608
-                "ORDER BY seq LIMIT ?",
-                (after_seq, upto, limit),
-            )
-        return [to_event(r) for r in rows]
+        return self._conn.execute(
+            f"SELECT {COLUMNS} FROM events WHERE seq > ? AND seq <= ? "  # noqa: S608
+            "ORDER BY seq LIMIT ?",
+            (after_seq, upto, limit),
+        )
 
     def query(
         self,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, Final
 
-from gateway.events import PAYLOAD_KEYS, Event, Origin, parse_enum, payload_from_dict
 from gateway.journal.chain import ChainRow
+from gateway.stored_event import decode
 
 # In the order of the events table, which is also the order every query here selects.
 COLUMNS: Final = (
@@ -32,25 +31,5 @@ def to_chain(row: Stored) -> ChainRow:
     )
 
 
-def to_event(row: Stored) -> Event:
-    text = row[7]
-    data = json.loads(text)
-    payload = payload_from_dict(row[2], data)
-    # The stored text goes along only if it says no more than the typed payload (no key the
-    # payload does not know, from a newer version or a hand-edited file): the cloud detail is
-    # built from it.
-    stored = text if type(data) is dict and data.keys() <= PAYLOAD_KEYS[type(payload)] else ""
-    # Positional: this runs for every row read back, and keywords cost more.
-    return Event(
-        row[0],
-        row[1],
-        row[3],
-        bool(row[4]),
-        parse_enum(Origin, "origin", row[5]),
-        payload,
-        bool(row[6]),
-        row[8],
-        row[9],
-        False,
-        stored,
-    )
+# An Event from a row (the decoding lives with the stored form, which sinks use too).
+to_event: Final = decode

@@ -28,7 +28,10 @@ daemon thread, not ``asyncio.to_thread``: at shutdown the loop's default executo
 and a call stuck on a dead link would hold up the stop for its whole timeout. To keep up with
 a backlog, a planner task reads and plans batches ahead on the loop, and the worker is handed
 several consecutive batches at once; it sends them one after another and stops at the first
-that does not fully succeed, so the order is the same as sending them one by one.
+that does not fully succeed, so the order is the same as sending them one by one. Two runs
+are with it at once, so that it starts the next as one ends instead of waiting for the loop;
+a run that does not go in whole halts the runs after it (they send nothing: ``_Halt``), and the
+next pass starts again from the cursor.
 
 The cursor is written to the journal at most every ``CURSOR_SAVE_S`` while a backlog drains
 and at once when the sink catches up, fails or stops: after a crash it may be a little behind
@@ -54,7 +57,6 @@ from botocore.exceptions import (
 )
 
 from gateway.backoff import Backoff
-from gateway.cloud_event import click_type_of
 from gateway.config import EventBridgeConfig
 from gateway.errors import CredentialsError
 from gateway.eventbridge_entries import (
@@ -70,10 +72,10 @@ from gateway.eventbridge_entries import (
     iter_plan,
     resume_seq,
 )
-from gateway.events import Event
 from gateway.sinks.base import SinkContext, SinkStatus
 from gateway.sinks.eventbridge_calls import CallWorker, describe_call_error, events_client
 from gateway.sinks.follower import Follower, short_error
+from gateway.stored_event import StoredEvent, decode
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,9 @@ log = logging.getLogger(__name__)
 READ_BATCH: Final = 200
 PLAN_AHEAD: Final = 16  # steps planned ahead of the one in flight
 RUN_STEPS: Final = 8  # batches handed to the worker thread at a time (sent one by one)
+# Runs with the worker at once: it starts the next as one ends, rather than waiting for the
+# loop (busy planning, perhaps) to read the replies and hand it another.
+RUNS_HANDED: Final = 2
 CURSOR_SAVE_S: Final = 0.05  # while a backlog drains, the cursor is written this often
 
 
@@ -113,6 +118,26 @@ class Answer:
 Outcome = Answer | BaseException | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Handed:
+    """A run of steps given to the worker thread, and what it will answer."""
+
+    steps: list[SendStep]
+    future: asyncio.Future[list[Outcome]]
+
+
+class _Halt:
+    """One pass's stop sign for the worker thread: raised there when a run does not go in
+    whole, and on the loop when the pass ends. A run of the pass that finds it raised sends
+    nothing, so runs handed ahead never overtake a failure: the next pass starts again from
+    the cursor. (Each pass has its own: a bool written by one thread and read by the other.)"""
+
+    __slots__ = ("halted",)
+
+    def __init__(self) -> None:
+        self.halted = False
+
+
 class _StepBuffer:
     """Steps planned ahead: the planner puts them in, the sender takes runs of them."""
 
@@ -141,6 +166,13 @@ class _StepBuffer:
             if planner.done():
                 planner.result()  # raises what stopped the planner
                 raise RuntimeError("the EventBridge planner stopped")
+
+    def starts_with_a_send(self) -> bool:
+        return bool(self.steps) and isinstance(self.steps[0], SendStep)
+
+    def take_sends(self, limit: int) -> list[SendStep]:
+        """Up to ``limit`` consecutive send steps (the buffer starts with one)."""
+        return [s for s in self.take_run(limit) if isinstance(s, SendStep)]
 
     def take_run(self, limit: int) -> list[Step]:
         """A dead letter alone, or up to ``limit`` consecutive send steps."""
@@ -220,22 +252,35 @@ class EventBridgeSink:
         planner = asyncio.create_task(
             self._plan(buffer, self.follower.cursor), name="eventbridge-plan"
         )
+        halt = _Halt()
+        handed: deque[_Handed] = deque()
         try:
             while True:
+                # Keep RUNS_HANDED runs with the worker, so that it starts the next as soon as
+                # one ends (never past a dead letter: that moves the cursor, which must wait
+                # for the runs before it).
+                while len(handed) < RUNS_HANDED and buffer.starts_with_a_send():
+                    handed.append(self._hand(buffer.take_sends(RUN_STEPS), halt))
+                if handed:
+                    run = handed.popleft()
+                    if not await self._finished(run.steps, await self._outcomes(run)):
+                        return  # the worker sends nothing more of this pass (see _Halt)
+                    continue
                 if not buffer.steps:
                     self.follower.save()  # caught up (or about to wait for the planner)
                 await buffer.wait_for_steps(planner)
-                run = buffer.take_run(RUN_STEPS)
-                if isinstance(run[0], DeadLetterStep):
-                    step = run[0]
-                    self.follower.dead_letter_nowait(step.entry.event, step.error)
+                step = buffer.steps[0]
+                if isinstance(step, DeadLetterStep):
+                    buffer.take_run(1)
+                    self._dead_letter(step.entry, step.error)
                     self.follower.advance(step.through_seq)
                     self.follower.save()
-                    continue
-                sends = [s for s in run if isinstance(s, SendStep)]
-                if not await self._send_run(sends):
-                    return
         finally:
+            # Runs not yet started are not sent; one being sent may still go in, and is sent
+            # again by the next pass or after a restart (its events are behind the cursor).
+            halt.halted = True
+            for run in handed:
+                run.future.cancel()
             self.follower.save()
             planner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,11 +301,12 @@ class EventBridgeSink:
                 continue  # the narrowed range is done: batches of ten again
             await self.follower.wait_beyond(position)
 
-    def _events_after(self, position: int, upto: int | None) -> Iterator[Event]:
-        """The journal's events after ``position`` (up to ``upto``), read lazily in chunks;
-        ends at the journal's current end."""
+    def _events_after(self, position: int, upto: int | None) -> Iterator[StoredEvent]:
+        """The journal's durable events after ``position`` (up to ``upto``), as stored, read
+        lazily in chunks; ends at the journal's current end. As stored: a copy of the ledger
+        needs no typed payload, and decoding one was most of this sink's own cost."""
         while True:
-            chunk = self.follower.read(position, READ_BATCH, upto=upto)
+            chunk = self.follower.read_stored(position, READ_BATCH, upto=upto)
             if not chunk:
                 return
             yield from chunk
@@ -268,15 +314,23 @@ class EventBridgeSink:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def _send_run(self, run: Sequence[SendStep]) -> bool:
-        """Send consecutive steps; False when the pass must start again from the cursor."""
+    def _hand(self, run: list[SendStep], halt: _Halt) -> _Handed:
+        """Give the worker thread a run of consecutive steps to send."""
         payloads = [[e.request for e in step.entries] for step in run]
+        return _Handed(run, self._worker.submit(lambda: self._put_run(payloads, halt)))
+
+    @staticmethod
+    async def _outcomes(handed: _Handed) -> list[Outcome]:
         try:
-            outcomes = await self._worker.run(lambda: self._put_run(payloads))
+            return await handed.future
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the worker itself failed: treat it as a failed call
-            outcomes = [e]
+            return [e]
+
+    async def _finished(self, run: Sequence[SendStep], outcomes: Sequence[Outcome]) -> bool:
+        """Finish a run's steps from their outcomes; False when the pass must start again
+        from the cursor."""
         for step, outcome in zip(run, outcomes, strict=False):
             if isinstance(outcome, BaseException):
                 await self._call_failed(step, outcome)
@@ -285,23 +339,34 @@ class EventBridgeSink:
                 return False
         return len(outcomes) == len(run)
 
-    def _put_run(self, payloads: Sequence[Sequence[Mapping[str, Any]]]) -> list[Outcome]:
+    def _put_run(
+        self, payloads: Sequence[Sequence[Mapping[str, Any]]], halt: _Halt
+    ) -> list[Outcome]:
         """On the worker thread: the calls of a run, in order, until one does not fully
-        succeed (its outcome is the last)."""
+        succeed (its outcome is the last); then the pass's later runs are not sent."""
         outcomes: list[Outcome] = []
-        for requests in payloads:
-            if not requests:
-                outcomes.append(None)  # only filtered-out events: nothing to send
-                continue
-            try:
-                response = self._put_events(requests)
-            except Exception as e:  # handed to the loop, which decides
-                outcomes.append(e)
-                break
-            reply = interpret(response, len(requests))
-            outcomes.append(Answer(response, reply))
-            if reply.first_failure is not None:
-                break
+        if halt.halted:
+            return outcomes
+        whole = False
+        try:
+            for requests in payloads:
+                if not requests:
+                    outcomes.append(None)  # only filtered-out events: nothing to send
+                    continue
+                try:
+                    response = self._put_events(requests)
+                except Exception as e:  # handed to the loop, which decides
+                    outcomes.append(e)
+                    break
+                reply = interpret(response, len(requests))
+                outcomes.append(Answer(response, reply))
+                if reply.first_failure is not None:
+                    break
+            else:
+                whole = True
+        finally:
+            if not whole:
+                halt.halted = True
         return outcomes
 
     async def _answered(self, step: SendStep, answer: Answer | None) -> bool:
@@ -334,7 +399,7 @@ class EventBridgeSink:
         failed_entry = step.entries[failure.index]
         disposition = failure.disposition
         if disposition is Disposition.PERMANENT:
-            self.follower.dead_letter_nowait(failed_entry.event, failure.describe())
+            self._dead_letter(failed_entry, failure.describe())
             self.follower.advance(failed_entry.seq)
             return False
         what = f"seq {failed_entry.seq} refused: {short_error(failure.describe())}"
@@ -364,7 +429,7 @@ class EventBridgeSink:
                 )
                 self._isolate_through = step.entries[-1].seq
                 return False
-            self.follower.dead_letter_nowait(step.entries[0].event, failure.error)
+            self._dead_letter(step.entries[0], failure.error)
             self.follower.advance(step.through_seq)
             self.follower.save()
             return False
@@ -394,9 +459,13 @@ class EventBridgeSink:
         self.follower.succeeded(len(entries))
         now = self.clock.now_ms()
         for entry in entries:
-            click = click_type_of(entry.event)
-            if click is not None:
-                self.intake.echoes.forwarded(click, entry.event.occurred_at_ms, now)
+            if entry.click is not None:
+                self.intake.echoes.forwarded(entry.click, entry.stored.occurred_at_ms, now)
+
+    def _dead_letter(self, entry: Entry, error: str) -> None:
+        """Give up on ``entry``'s event (decoded now: dead letters are rare, and record what
+        the event was)."""
+        self.follower.dead_letter_nowait(decode(entry.stored), error)
 
     def _reachable(self) -> None:
         self.follower.link_up()

@@ -98,6 +98,11 @@ class CallWorker:
         self._thread: threading.Thread | None = None
 
     async def run(self, fn: Callable[[], T]) -> T:
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` (after those queued before it); its result comes back as the future's.
+        Cancelling the future does not stop ``fn`` once it has started."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
 
@@ -123,7 +128,7 @@ class CallWorker:
             self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
             self._thread.start()
         self._queue.put(job)
-        return await future
+        return future
 
     def _main(self) -> None:
         while True:

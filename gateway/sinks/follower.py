@@ -29,6 +29,7 @@ from gateway.config import SinkSettings
 from gateway.events import Event, EventDeadLettered, EventType, Origin
 from gateway.sinks.base import SinkContext
 from gateway.status import SinkStatus
+from gateway.stored_event import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ class Follower:
         if after >= bound:
             return []
         return self.journal.read_visible(after, limit, upto=bound)
+
+    def read_stored(self, after: int, limit: int, *, upto: int | None = None) -> list[StoredEvent]:
+        """:meth:`read`, undecoded (for a sink that copies events out as stored): durable
+        events only, whatever ``durable_only`` says, since only those have a stored form."""
+        return self.journal.read_stored(after, limit, upto=upto)
 
     async def wait_beyond(self, seq: int) -> None:
         """Until an event after ``seq`` is readable."""
