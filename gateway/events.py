@@ -453,7 +453,7 @@ class Event:
     held: bool = field(default=False, compare=False)
     # The payload's stored JSON text (canonical_json of its dict) when the journal knows it,
     # else "". Kept so that the cloud detail, built for every event sent, need not encode
-    # the payload again (gateway.cloud_event.payload_json).
+    # the payload again (Event.payload_text, gateway.cloud_event).
     stored_payload: str = field(default="", compare=False, repr=False)
 
     @property

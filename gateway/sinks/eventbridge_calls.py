@@ -97,9 +97,6 @@ class CallWorker:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        return await self.submit(fn)
-
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn`` (after those queued before it); its result comes back as the future's.
         Cancelling the future does not stop ``fn`` once it has started."""
