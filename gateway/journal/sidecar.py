@@ -24,6 +24,7 @@ import logging
 import os
 import zlib
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,7 +38,7 @@ MARK_BYTES: Final = 2048
 # tail, the policy still knows them after the set-aside (a press inside the gap is refused).
 FEEDS_KEPT: Final = 24
 
-Feed = tuple[int, int, str, list[str]]  # seq, occurred_at_ms, request_id, bowls
+Feed = tuple[int, int, str, Sequence[str]]  # seq, occurred_at_ms, request_id, bowls
 SPILL_BYTES: Final = 256 * 1024  # ~700 held events at ~350 bytes each
 
 
@@ -98,17 +99,43 @@ class Mark:
 
 
 def read_mark(journal: Path) -> Mark | None:
-    """The journal's high-water mark, or None when there is no readable one."""
+    """The journal's high-water mark, or None when there is no readable one. A mark whose
+    feeds are cut short (earlier versions cut an over-long mark at MARK_BYTES) still gives
+    its id and seq, which are what detect a lost tail; its feeds are then forgotten."""
     try:
-        text = mark_path(journal).read_bytes()[:MARK_BYTES].rstrip(b"\0").decode()
-        journal_id, seq, *rest = text.split(" ", 2)
+        raw = mark_path(journal).read_bytes()[:MARK_BYTES].rstrip(b"\0")
+        journal_id, seq_text, *rest = raw.decode(errors="replace").split(" ", 2)
+        seq = int(seq_text)
+    except (OSError, ValueError):
+        return None
+    if not journal_id:
+        return None
+    try:
         feeds = tuple(
             (int(f[0]), int(f[1]), str(f[2]), [str(b) for b in f[3]])
             for f in (json.loads(rest[0]) if rest else [])
         )
-        return Mark(journal_id, int(seq), feeds)
-    except (OSError, ValueError, UnicodeDecodeError, IndexError, TypeError):
-        return None
+    except (ValueError, IndexError, TypeError, KeyError):
+        log.warning("%s: the remembered feeds are unreadable; keeping its seq", mark_path(journal))
+        feeds = ()
+    return Mark(journal_id, seq, feeds)
+
+
+# JSONEncoder.encode of a str skips building an encoder (json.dumps of a list builds one per
+# call, several microseconds), so a feed is put together from its parts.
+_quoted: Final = json.JSONEncoder(ensure_ascii=False).encode
+
+
+_bowls_json: dict[tuple[str, ...], bytes] = {}  # a handful of combinations
+
+
+def _feed_json(feed: Feed) -> bytes:
+    seq, at_ms, request_id, bowls = feed
+    key = tuple(bowls)
+    listed = _bowls_json.get(key)
+    if listed is None:
+        listed = _bowls_json[key] = f"[{','.join(map(_quoted, key))}]".encode()
+    return b"[%d,%d,%s,%s]" % (seq, at_ms, _quoted(request_id).encode(), listed)
 
 
 class HighWater:
@@ -117,12 +144,27 @@ class HighWater:
     def __init__(self, journal: Path, journal_id: str) -> None:
         old = read_mark(journal)
         self._fd = _open_preallocated(mark_path(journal), MARK_BYTES)
-        self._journal_id = journal_id
+        self._id = journal_id.encode()
         self.seq = 0
-        self._feeds: deque[Feed] = deque(maxlen=FEEDS_KEPT)
+        # Each feed encoded once, as it is accepted (re-encoding them all at every commit cost
+        # more than the rest of the journal's own work per append); only the newest that fit
+        # are kept. The mark is never cut: a cut one loses its seq, the part that matters, and
+        # request ids of up to 128 characters can make FEEDS_KEPT feeds too long for it.
+        self._feeds: deque[bytes] = deque()
+        self._size = 0  # of the feeds and a comma each
+        # Room for the feeds once the id, a seq of any length and the newline are in.
+        self._room = MARK_BYTES - len(self._id) - len(f" {2**64} []\n")
         if old is not None and old.journal_id == journal_id:
-            self._feeds.extend(old.feeds)
-        self._feeds_json = json.dumps(list(self._feeds))  # re-encoded only when feeds change
+            self._remember(old.feeds)
+        self._feeds_json = b"[" + b",".join(self._feeds) + b"]"
+
+    def _remember(self, feeds: Iterable[Feed]) -> None:
+        for feed in feeds:
+            encoded = _feed_json(feed)
+            self._feeds.append(encoded)
+            self._size += len(encoded) + 1
+            while len(self._feeds) > FEEDS_KEPT or self._size > self._room:
+                self._size -= len(self._feeds.popleft()) + 1
 
     def note(self, seq: int, *, sync: bool = False, feeds: list[Feed] | None = None) -> None:
         """Raise the mark to ``seq`` (with the feeds just accepted); ``sync`` when nothing
@@ -131,14 +173,13 @@ class HighWater:
             return
         self.seq = max(seq, self.seq)
         if feeds:
-            self._feeds.extend(feeds)
-            self._feeds_json = json.dumps(list(self._feeds))
+            self._remember(feeds)
+            self._feeds_json = b"[" + b",".join(self._feeds) + b"]"
         if self._fd is None:
             return
-        text = f"{self._journal_id} {self.seq} {self._feeds_json}\n"
-        data = text.encode()[:MARK_BYTES].ljust(MARK_BYTES, b"\0")
+        text = b"%s %d %s\n" % (self._id, self.seq, self._feeds_json)
         try:
-            os.pwrite(self._fd, data, 0)
+            os.pwrite(self._fd, text.ljust(MARK_BYTES, b"\0"), 0)
             if sync:
                 os.fdatasync(self._fd)
         except OSError as e:  # the mark is a safety net: losing it must not stop the writer

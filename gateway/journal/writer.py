@@ -92,8 +92,8 @@ def _feeds(written: list[Written]) -> list[Feed] | None:
         if payload.__class__ is FeedRequested:
             assert isinstance(payload, FeedRequested)
             out = out or []
-            bowls = [b.value for b in payload.bowls]
-            out.append((item.seq, item.new.occurred_at_ms, payload.request_id, bowls))
+            # Bowl is a StrEnum: its members are the strings the mark writes.
+            out.append((item.seq, item.new.occurred_at_ms, payload.request_id, payload.bowls))
             if len(out) >= FEEDS_KEPT:
                 break
     return None if out is None else out[::-1]
