@@ -10,7 +10,7 @@ Rounds alternate the order of the measurements (fsync speed drifts); each ratio 
 within a round (paired) and the median over rounds is reported. The target's ratio, journal /
 threaded loop, is also measured interleaved: both open at once, taking turns in blocks of 25
 appends, so that drift in the disk's speed cannot swing it (separate runs of the same code
-gave 0.44-1.04 on one machine in one hour; interleaved, 0.62-0.78).
+gave 0.44-1.05 on one machine in one hour; interleaved, 0.62-0.78).
 
 ``--no-fsync`` runs every measurement with ``synchronous=OFF`` (and the bare loop without
 ``fsync``): not durable, so no target applies, but it shows the journal's own work against the

@@ -154,9 +154,9 @@ class HighWater:
         self._size = 0  # of the feeds and a comma each
         # Room for the feeds once the id, a seq of any length and the newline are in.
         self._room = MARK_BYTES - len(self._id) - len(f" {2**64} []\n")
+        self._feeds_json = b"[]"
         if old is not None and old.journal_id == journal_id:
             self._remember(old.feeds)
-        self._feeds_json = b"[" + b",".join(self._feeds) + b"]"
 
     def _remember(self, feeds: Iterable[Feed]) -> None:
         for feed in feeds:
@@ -165,6 +165,7 @@ class HighWater:
             self._size += len(encoded) + 1
             while len(self._feeds) > FEEDS_KEPT or self._size > self._room:
                 self._size -= len(self._feeds.popleft()) + 1
+        self._feeds_json = b"[" + b",".join(self._feeds) + b"]"
 
     def note(self, seq: int, *, sync: bool = False, feeds: list[Feed] | None = None) -> None:
         """Raise the mark to ``seq`` (with the feeds just accepted); ``sync`` when nothing
@@ -174,7 +175,6 @@ class HighWater:
         self.seq = max(seq, self.seq)
         if feeds:
             self._remember(feeds)
-            self._feeds_json = b"[" + b",".join(self._feeds) + b"]"
         if self._fd is None:
             return
         text = b"%s %d %s\n" % (self._id, self.seq, self._feeds_json)
