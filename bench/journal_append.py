@@ -10,7 +10,9 @@ Rounds alternate the order of the measurements (fsync speed drifts); each ratio 
 within a round (paired) and the median over rounds is reported. The target's ratio, journal /
 threaded loop, is also measured interleaved: both open at once, taking turns in blocks of 25
 appends, so that drift in the disk's speed cannot swing it (separate runs of the same code
-gave 0.44-1.05 on one machine in one hour; interleaved, 0.62-0.78).
+gave 0.44-1.05 on one machine in one hour; interleaved, 0.62-0.78). A third writer takes the
+same turns: the threaded loop writing the journal's own rows (schema, chain hash), which
+splits the gap into what the schema costs and what the journal's own Python costs.
 
 ``--no-fsync`` runs every measurement with ``synchronous=OFF`` (and the bare loop without
 ``fsync``): not durable, so no target applies, but it shows the journal's own work against the
@@ -29,6 +31,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
@@ -44,7 +47,7 @@ from _common import (
 
 from gateway.events import Bowl, ClickType, FeedRequested, NewEvent, Origin, canonical_json
 from gateway.journal import Journal, new_event_id, open_new_event
-from gateway.journal.chain import GENESIS_HASH, chain_hash
+from gateway.journal.chain import GENESIS_HASH, chain_hash, stored_hash
 from gateway.journal.schema import migrate
 
 WARMUP = 50
@@ -52,6 +55,11 @@ BLOCK = 25  # appends per turn in the interleaved measurement
 # "FULL" (durable, the measured configuration) or "OFF" with --no-fsync (a diagnostic).
 SYNCHRONOUS = "FULL"
 BUTTON = "zigbee2mqtt/kitchen-feeder-button-0x00158d0001a2b3c4"
+SHAPED_INSERT = (
+    "INSERT INTO events (seq, event_id, type, occurred_at_ms, clock_synced, origin, "
+    "recovered, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+Job = tuple[NewEvent | None, str, asyncio.Future[None]]  # (shaped only: the event), payload
 
 
 def make_event(now_ms: int) -> NewEvent:
@@ -148,11 +156,7 @@ def shaped_sqlite(workdir: Path, events: list[NewEvent]) -> float:
                 h,
             )
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT INTO events (seq, event_id, type, occurred_at_ms, clock_synced, origin, "
-                "recovered, payload, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                row,
-            )
+            conn.execute(SHAPED_INSERT, row)
             conn.execute("COMMIT")
             prev = h
         elapsed = time.perf_counter() - start
@@ -163,30 +167,57 @@ def shaped_sqlite(workdir: Path, events: list[NewEvent]) -> float:
 
 class ThreadedSqlite:
     """``bare_sqlite``'s loop moved into a writer thread that answers an asyncio future per row:
-    the least the journal's design (loop -> writer thread -> loop) can cost."""
+    the least the journal's design (loop -> writer thread -> loop) can cost.
 
-    def __init__(self, path: Path) -> None:
+    ``shaped``: the same loop writing the journal's own rows instead of one column: its schema
+    (wider row, two secondary indexes, the gapless trigger) and the chain hash, computed in
+    the writer thread as the journal does. Set against the plain loop, it is what the schema
+    alone costs; set against the journal, what the journal's own Python costs."""
+
+    def __init__(self, path: Path, *, shaped: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
-        self._conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-        self._jobs: queue.SimpleQueue[tuple[str, asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._write, name="bench-writer", daemon=True)
+        if shaped:
+            migrate(self._conn)
+        else:
+            self._conn.execute(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, payload TEXT NOT NULL)"
+            )
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        write = self._write_shaped if shaped else self._write
+        self._thread = threading.Thread(target=write, name="bench-writer", daemon=True)
         self._thread.start()
 
     def _write(self) -> None:
         conn = self._conn
         while (job := self._jobs.get()) is not None:
-            text, future = job
+            _, text, future = job
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO events (payload) VALUES (?)", (text,))
             conn.execute("COMMIT")
             self._loop.call_soon_threadsafe(future.set_result, None)
 
-    async def append(self, text: str) -> None:
+    def _write_shaped(self) -> None:
+        conn, prev, seq = self._conn, GENESIS_HASH, 0
+        while (job := self._jobs.get()) is not None:
+            new, text, future = job
+            assert new is not None
+            seq += 1
+            synced, origin = int(new.clock_synced), new.origin.value
+            row = (seq, new.event_id, new.type.value, new.occurred_at_ms, synced, origin, 0)
+            h = stored_hash(prev, *row, text)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(SHAPED_INSERT, (*row, text, prev, h))
+            conn.execute("COMMIT")
+            prev = h
+            self._loop.call_soon_threadsafe(future.set_result, None)
+
+    async def append(self, text: str, new: NewEvent | None = None) -> None:
+        """Write ``text`` (shaped: as ``new``'s payload, ``new`` being synchronised)."""
         future: asyncio.Future[None] = self._loop.create_future()
-        self._jobs.put((text, future))
+        self._jobs.put((new, text, future))
         await future
 
     async def aclose(self) -> None:
@@ -214,34 +245,55 @@ async def threaded_sqlite(workdir: Path, payloads: list[str]) -> tuple[float, fl
     return len(timed) / elapsed, cpu / len(timed) * 1e6
 
 
-async def interleaved(
-    workdir: Path, events: list[NewEvent], payloads: list[str]
-) -> tuple[float, float]:
-    """The target's ratio measured so that drift cannot swing it: the journal and the threaded
-    loop both open, taking turns in blocks of BLOCK appends, so each sees the same moments of
-    the disk. Returns (journal / threaded, the journal's own CPU us per append)."""
+@dataclass(frozen=True, slots=True)
+class Interleaved:
+    """Ratios of wall time (higher: the first is faster) and CPU differences per append."""
+
+    journal_vs_threaded: float
+    shaped_vs_threaded: float  # what the journal's schema and hash alone leave of the loop
+    journal_vs_shaped: float  # what the journal's own Python leaves of the shaped loop
+    own_cpu_us: float  # journal minus threaded
+    python_cpu_us: float  # journal minus shaped
+
+
+async def interleaved(workdir: Path, events: list[NewEvent], payloads: list[str]) -> Interleaved:
+    """The target's ratio measured so that drift cannot swing it: the journal, the threaded
+    loop and the shaped threaded loop all open, taking turns in blocks of BLOCK appends, so
+    each sees the same moments of the disk."""
     journal = open_journal(workdir)
     threaded = ThreadedSqlite(workdir / "threaded.db")
-    walls, cpus = [0.0, 0.0], [0.0, 0.0]
+    shaped = ThreadedSqlite(workdir / "shaped.db", shaped=True)
+    walls, cpus = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+
+    async def turn(which: int, block: range) -> None:
+        start, cpu = time.perf_counter(), time.process_time()
+        for i in block:
+            if which == 0:
+                await journal.append(events[i])
+            else:
+                await (threaded if which == 1 else shaped).append(payloads[i], events[i])
+        walls[which] += time.perf_counter() - start
+        cpus[which] += time.process_time() - cpu
+
     try:
-        for new, text in zip(events[:WARMUP], payloads[:WARMUP], strict=True):
-            await journal.append(new)
-            await threaded.append(text)
+        for which in range(3):
+            await turn(which, range(WARMUP))
+        walls[:], cpus[:] = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
         for at in range(WARMUP, len(events), BLOCK):
-            start, cpu = time.perf_counter(), time.process_time()
-            for new in events[at : at + BLOCK]:
-                await journal.append(new)
-            walls[0] += time.perf_counter() - start
-            cpus[0] += time.process_time() - cpu
-            start, cpu = time.perf_counter(), time.process_time()
-            for text in payloads[at : at + BLOCK]:
-                await threaded.append(text)
-            walls[1] += time.perf_counter() - start
-            cpus[1] += time.process_time() - cpu
+            for which in range(3):
+                await turn(which, range(at, min(at + BLOCK, len(events))))
     finally:
         await journal.aclose()
         await threaded.aclose()
-    return walls[1] / walls[0], (cpus[0] - cpus[1]) / (len(events) - WARMUP) * 1e6
+        await shaped.aclose()
+    per_append = 1e6 / (len(events) - WARMUP)
+    return Interleaved(
+        walls[1] / walls[0],
+        walls[1] / walls[2],
+        walls[2] / walls[0],
+        (cpus[0] - cpus[1]) * per_append,
+        (cpus[0] - cpus[2]) * per_append,
+    )
 
 
 def bare_fsync(workdir: Path, count: int) -> float:
@@ -347,6 +399,9 @@ SAMPLES = (
     "group",
     "interleaved",
     "interleaved_cpu",
+    "interleaved_shaped",
+    "interleaved_python",
+    "interleaved_python_cpu",
 )
 
 
@@ -378,9 +433,12 @@ async def one_round(
             samples["journal"].append(rate)
             samples["journal_cpu"].append(cpu)
         elif name == "interleaved":
-            ratio, cpu = await interleaved(workdir, single_events, payloads)
-            samples["interleaved"].append(ratio)
-            samples["interleaved_cpu"].append(cpu)
+            turns = await interleaved(workdir, single_events, payloads)
+            samples["interleaved"].append(turns.journal_vs_threaded)
+            samples["interleaved_cpu"].append(turns.own_cpu_us)
+            samples["interleaved_shaped"].append(turns.shaped_vs_threaded)
+            samples["interleaved_python"].append(turns.journal_vs_shaped)
+            samples["interleaved_python_cpu"].append(turns.python_cpu_us)
         else:
             rate, group = await journal_burst(workdir, burst_events)
             samples["burst"].append(rate)
@@ -410,7 +468,8 @@ async def run(root: Path, n: int, burst: int, rounds: int) -> dict[str, object]:
             f"journal {last['journal']:,.0f}/s  burst {last['burst']:,.0f}/s "
             f"({last['group']:.0f} per commit)  CPU us/append journal {last['journal_cpu']:.0f} "
             f"threaded {last['threaded_cpu']:.0f}  interleaved journal/threaded "
-            f"{last['interleaved']:.2f}  [order: {', '.join(order)}]",
+            f"{last['interleaved']:.2f} (shaped/threaded {last['interleaved_shaped']:.2f}, "
+            f"journal/shaped {last['interleaved_python']:.2f})  [order: {', '.join(order)}]",
             flush=True,
         )
     sqlite_rates, fsync_rates = samples["sqlite"], samples["fsync"]
@@ -429,6 +488,9 @@ async def run(root: Path, n: int, burst: int, rounds: int) -> dict[str, object]:
     own_cpu = median([j - t for j, t in zip(single_cpu, threaded_cpu, strict=True)])
     vs_threaded_interleaved = median(samples["interleaved"])
     own_cpu_interleaved = median(samples["interleaved_cpu"])
+    shaped_vs_threaded_interleaved = median(samples["interleaved_shaped"])
+    vs_shaped_interleaved = median(samples["interleaved_python"])
+    python_cpu_interleaved = median(samples["interleaved_python_cpu"])
 
     noisy = [
         name
@@ -457,10 +519,18 @@ async def run(root: Path, n: int, burst: int, rounds: int) -> dict[str, object]:
             ["  diag: threaded / bare sqlite", "", threaded_vs_sqlite, ""],
             ["  diag: journal / threaded, separate runs", "", vs_threaded, ""],
             ["  journal / threaded, interleaved", "", vs_threaded_interleaved, ">= 0.8"],
+            [
+                "  diag: shaped threaded / threaded, interleaved",
+                "",
+                shaped_vs_threaded_interleaved,
+                "",
+            ],
+            ["  diag: journal / shaped threaded, interleaved", "", vs_shaped_interleaved, ""],
             ["diag: CPU us per append, journal", median(single_cpu), "", ""],
             ["diag: CPU us per append, threaded", median(threaded_cpu), "", ""],
             ["  diag: the journal's own CPU us per append", own_cpu, "", ""],
             ["  diag: the same, interleaved", own_cpu_interleaved, "", ""],
+            ["  diag: of which not schema or hash, interleaved", python_cpu_interleaved, "", ""],
             ["journal burst (append_nowait + gather)", median(burst_rates), "", ""],
             ["  burst / journal single", "", burst_vs_single, ">= 10"],
             ["  events per commit (burst)", "", median(group_sizes), ""],
@@ -486,6 +556,9 @@ async def run(root: Path, n: int, burst: int, rounds: int) -> dict[str, object]:
         "ratio_journal_vs_threaded": rounded(vs_threaded),
         "ratio_journal_vs_threaded_interleaved": rounded(vs_threaded_interleaved),
         "journal_own_cpu_us_per_append_interleaved": rounded(own_cpu_interleaved, 1),
+        "ratio_shaped_threaded_vs_threaded_interleaved": rounded(shaped_vs_threaded_interleaved),
+        "ratio_journal_vs_shaped_threaded_interleaved": rounded(vs_shaped_interleaved),
+        "journal_python_cpu_us_per_append_interleaved": rounded(python_cpu_interleaved, 1),
         "ratio_burst_vs_single": rounded(burst_vs_single, 2),
         "journal_cpu_us_per_append": rounded(median(single_cpu), 1),
         "threaded_cpu_us_per_append": rounded(median(threaded_cpu), 1),

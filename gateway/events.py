@@ -11,11 +11,11 @@ single-precision floats, and order comes from ``seq``, never from time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Self
 
+from gateway.canonical import canonical_json
 from gateway.event_kinds import (
     REQUEST_ORIGINS,
     AlertKind,
@@ -406,16 +406,6 @@ def payload_from_dict(event_type: str, data: Mapping[str, Any]) -> Payload:
 PAYLOAD_KEYS: dict[type[Payload], frozenset[str]] = {
     cls: frozenset(f.name for f in fields(cls)) for cls in PAYLOAD_TYPES.values()
 }
-
-
-# Built once: json.dumps with these options builds a new encoder per call, which was half the
-# cost of encoding a payload on every append. An encoder keeps no state between calls.
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-
-
-def canonical_json(data: Mapping[str, Any]) -> str:
-    """The one JSON text a payload is stored as: compact, keys sorted, UTF-8 (no newlines)."""
-    return _CANONICAL.encode(data)
 
 
 # --- envelopes -----------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
 
 
 def connect_read_write(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
-    """A connection in autocommit mode: every transaction here is an explicit BEGIN IMMEDIATE.
+    """A connection in autocommit mode: every transaction here is an explicit BEGIN IMMEDIATE,
+    or a single statement that is its own transaction (the writer's lone event).
 
     ``synchronous``: FULL fsyncs the WAL at every commit, which is what "durable" means for
     the daemon's appends. NORMAL (a replay's own cursor) survives a killed process, not a

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.encoder
 import logging
 import os
 import zlib
@@ -121,9 +122,10 @@ def read_mark(journal: Path) -> Mark | None:
     return Mark(journal_id, seq, feeds)
 
 
-# JSONEncoder.encode of a str skips building an encoder (json.dumps of a list builds one per
-# call, several microseconds), so a feed is put together from its parts.
-_quoted: Final = json.JSONEncoder(ensure_ascii=False).encode
+# A request id as a JSON string, as JSONEncoder(ensure_ascii=False).encode gives it without its
+# Python frame (json.dumps of a list builds an encoder per call, several microseconds), so a
+# feed is put together from its parts.
+_quoted: Final = json.encoder.encode_basestring
 
 
 _bowls_json: dict[tuple[str, ...], bytes] = {}  # a handful of combinations

@@ -326,8 +326,14 @@ class CommitThread:
         Raises sqlite3.Error (rolled back)."""
         conn = self._conn
         assert conn is not None
+        # The common case, one event and nothing else: its INSERT alone, in autocommit, is the
+        # whole transaction (taking the write lock as BEGIN IMMEDIATE does, fsynced at its end
+        # as any commit is). BEGIN and COMMIT as statements of their own cost two more trips
+        # into SQLite, each releasing and retaking the GIL the event loop is waiting for.
+        lone = len(items) == 1 and not cursors and not letters and not self._commit_failed
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not lone:
+                conn.execute("BEGIN IMMEDIATE")
             # Only a commit that reported failure can have reached the disk regardless.
             written = self._already_committed(items) if self._commit_failed else []
             prev = written[-1][2] if written else self._tail_hash
@@ -357,11 +363,13 @@ class CommitThread:
                 write_cursors(conn, cursors, self._clock.now_ms())
             if letters:
                 write_dead_letters(conn, letters)
-            conn.execute("COMMIT")
+            if not lone:
+                conn.execute("COMMIT")
         except sqlite3.Error:
             self._commit_failed = True
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed autocommit INSERT has already rolled back
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         self._tail_hash = prev
         self._commit_failed = False
