@@ -3,6 +3,7 @@ own parser; the node_exporter textfile read while it is being rewritten."""
 
 from __future__ import annotations
 
+import os
 import threading
 import urllib.request
 from pathlib import Path
@@ -170,7 +171,9 @@ def test_the_textfile_is_replaced_whole_while_readers_read(tmp_path: Path) -> No
         for n in range(2)
     ]
     write_textfile(path, bodies[0])
-    first_inode = path.stat().st_ino
+    # Held open so that its inode cannot be freed and given to a later file (ext4 reuses
+    # inode numbers: comparing numbers alone failed once in CI).
+    first = path.open("rb")
     stop = threading.Event()
     seen: list[Any] = []
     errors: list[BaseException] = []
@@ -194,8 +197,12 @@ def test_the_textfile_is_replaced_whole_while_readers_read(tmp_path: Path) -> No
     finally:
         stop.set()
         thread.join(10)
+    with first:
+        # Replaced, not rewritten in place: the first file is unlinked and still whole.
+        assert os.fstat(first.fileno()).st_nlink == 0
+        assert path.stat().st_ino != os.fstat(first.fileno()).st_ino
+        assert first.read() == bodies[0]
     assert not errors, errors[0]
     assert len(seen) > 1
-    assert path.stat().st_ino != first_inode
     assert [p.name for p in tmp_path.iterdir()] == ["fmfb.prom"]
     assert path.stat().st_mode & 0o777 == 0o644
