@@ -54,6 +54,26 @@ PORT_PROBE_TIMEOUT_S = 0.5
 T = TypeVar("T")
 
 
+class _AbandonedAnswer(logging.Filter):
+    """aiomqtt logs a SUBACK or UNSUBACK that comes for a request it no longer waits for at
+    ERROR, with a KeyError's traceback. That happens when a stop cancels a subscribe while the
+    broker's answer is on its way, and nothing is wrong then; a traceback in the daemon's log
+    would say otherwise. Such a record is kept as one DEBUG line (so, usually, not shown)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Unexpected message ID"):
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+# aiomqtt's own logger (its default, named here so that the filter is on the one it uses);
+# paho logs through it too.
+AIOMQTT_LOG = logging.getLogger("mqtt")
+AIOMQTT_LOG.addFilter(_AbandonedAnswer())
+
+
 def mqtt_properties(packet_type: int) -> Properties:
     """MQTT 5 properties for one packet type (paho's constructor is untyped)."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]
@@ -193,6 +213,7 @@ class MqttLink:
             tls_params=tls_params,
             timeout=10,
             will=None if self.will is None else aiomqtt.Will(*self.will, qos=1, retain=True),
+            logger=AIOMQTT_LOG,
         )
 
     async def run(self, session: Session) -> None:
