@@ -47,7 +47,7 @@ from _common import (
 
 from gateway.events import Bowl, ClickType, FeedRequested, NewEvent, Origin, canonical_json
 from gateway.journal import Journal, new_event_id, open_new_event
-from gateway.journal.chain import GENESIS_HASH, chain_hash, stored_hash
+from gateway.journal.chain import GENESIS_HASH, stored_hash
 from gateway.journal.schema import migrate
 
 WARMUP = 50
@@ -116,6 +116,16 @@ def bare_sqlite(workdir: Path, payloads: list[str]) -> float:
     return len(timed) / elapsed
 
 
+def journal_row(
+    prev: str, seq: int, new: NewEvent, payload: str
+) -> tuple[tuple[int | str, ...], str]:
+    """The journal's row for ``new`` (not recovered) after ``prev``, and its hash."""
+    synced, origin = int(new.clock_synced), new.origin.value
+    stored = (seq, new.event_id, new.type.value, new.occurred_at_ms, synced, origin, 0)
+    h = stored_hash(prev, *stored, payload)
+    return (*stored, payload, prev, h), h
+
+
 def shaped_sqlite(workdir: Path, events: list[NewEvent]) -> float:
     """Diagnostic: the journal's own schema, row and chain hash, one row per transaction, in
     the calling thread (no writer thread, no event loop). The gap from ``bare_sqlite`` is the
@@ -131,34 +141,10 @@ def shaped_sqlite(workdir: Path, events: list[NewEvent]) -> float:
         for seq, new in enumerate(events, 1):
             if seq == WARMUP + 1:
                 start = time.perf_counter()
-            payload = canonical_json(new.payload.to_dict())
-            h = chain_hash(
-                prev,
-                seq=seq,
-                event_id=new.event_id,
-                type_=new.type.value,
-                occurred_at_ms=new.occurred_at_ms,
-                clock_synced=new.clock_synced,
-                origin=new.origin.value,
-                recovered=False,
-                payload=payload,
-            )
-            row = (
-                seq,
-                new.event_id,
-                new.type.value,
-                new.occurred_at_ms,
-                int(new.clock_synced),
-                new.origin.value,
-                0,
-                payload,
-                prev,
-                h,
-            )
+            row, prev = journal_row(prev, seq, new, canonical_json(new.payload.to_dict()))
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(SHAPED_INSERT, row)
             conn.execute("COMMIT")
-            prev = h
         elapsed = time.perf_counter() - start
     finally:
         conn.close()
@@ -205,13 +191,10 @@ class ThreadedSqlite:
             new, text, future = job
             assert new is not None
             seq += 1
-            synced, origin = int(new.clock_synced), new.origin.value
-            row = (seq, new.event_id, new.type.value, new.occurred_at_ms, synced, origin, 0)
-            h = stored_hash(prev, *row, text)
+            row, prev = journal_row(prev, seq, new, text)
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(SHAPED_INSERT, (*row, text, prev, h))
+            conn.execute(SHAPED_INSERT, row)
             conn.execute("COMMIT")
-            prev = h
             self._loop.call_soon_threadsafe(future.set_result, None)
 
     async def append(self, text: str, new: NewEvent | None = None) -> None:
